@@ -1,0 +1,127 @@
+"""`isrf` command line: a thin layer over `engine.scene.Scene`.
+
+Expected failures (bad files, configs, arguments) end with one line on stderr and exit
+code 2; a cancel (Ctrl+C) saves what it can and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from engine.config import load_config
+from engine.errors import Cancelled, IsrfError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.toml"
+DEFAULT_SCENE = REPO_ROOT / "scenes" / "default"
+SCENE_SCRIPT = REPO_ROOT / "scripts" / "make_default_scene.py"
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
+                        help="compute device (default: cuda when available, else cpu)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isrf", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a radiance field on a scene")
+    train.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
+    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set train.steps=500 (repeatable)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from <train.out_dir>/checkpoint.pt")
+    _add_device(train)
+
+    render = commands.add_parser("render", help="render dataset views of a trained field")
+    render.add_argument("--checkpoint", type=Path, required=True)
+    render.add_argument("--views", choices=["test", "train", "all"], default="test")
+    render.add_argument("--out", type=Path, required=True, help="folder for PNGs + metrics.json")
+    _add_device(render)
+
+    demo = commands.add_parser("demo", help="the main job: make the default scene if missing, "
+                                            "train, render the test views")
+    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    _add_device(demo)
+    return parser
+
+
+def _print_metrics(metrics: dict, out_dir: Path) -> None:
+    mean = metrics["mean"]
+    print(f"{len(metrics['per_view'])} {metrics['views']} views: PSNR {mean['psnr']:.2f} dB, "
+          f"SSIM {mean['ssim']:.3f}")
+    print(f"renders and metrics.json in {out_dir}")
+
+
+def cmd_train(args) -> None:
+    from engine.scene import Scene
+
+    scene = Scene(load_config(args.config, args.overrides), args.device)
+    print(scene.data.summary(), file=sys.stderr)
+    report = scene.train(resume=args.resume)
+    final = f"{report.final_psnr:.2f} dB" if report.final_psnr is not None else "n/a (no test views)"
+    print(f"trained {report.steps} steps in {report.seconds:.0f} s; test PSNR {final}")
+    print(f"checkpoint: {report.checkpoint}")
+
+
+def cmd_render(args) -> None:
+    from engine.scene import Scene
+
+    scene = Scene.from_checkpoint(args.checkpoint, args.device)
+    _print_metrics(scene.render_views(args.views, args.out), args.out)
+
+
+def ensure_default_scene(path: Path = DEFAULT_SCENE) -> Path:
+    """Render the embedded default scene with Blender (bpy) the first time it is needed."""
+    if (path / "transforms.json").is_file():
+        return path
+    print(f"making the default scene in {path} (Blender, Cycles on the CPU; a few minutes)",
+          file=sys.stderr)
+    result = subprocess.run([sys.executable, str(SCENE_SCRIPT), "--out", str(path)])
+    if result.returncode != 0:
+        raise IsrfError(f"{SCENE_SCRIPT}: rendering the default scene failed "
+                        f"(exit code {result.returncode})")
+    return path
+
+
+def cmd_demo(args) -> None:
+    from engine.scene import Scene
+
+    scene_path = ensure_default_scene()
+    overrides = [f"data.path={str(scene_path)!r}", *args.overrides]
+    scene = Scene(load_config(DEFAULT_CONFIG, overrides), args.device)
+    print(scene.data.summary(), file=sys.stderr)
+    report = scene.train()
+    print(f"trained {report.steps} steps in {report.seconds:.0f} s; checkpoint: {report.checkpoint}")
+    out_dir = Path(scene.config.train.out_dir) / "test_views"
+    _print_metrics(scene.render_views("test", out_dir), out_dir)
+
+
+COMMANDS = {"train": cmd_train, "render": cmd_render, "demo": cmd_demo}
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"isrf: warning: {message}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.formatwarning = _one_line_warning
+    try:
+        COMMANDS[args.command](args)
+    except Cancelled as error:
+        print(f"isrf: {error}", file=sys.stderr)
+        return 130
+    except IsrfError as error:
+        print(f"isrf: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Typed configuration: dataclasses validated by pydantic, loaded from TOML files.
+
+A config file has up to three tables, `[data]`, `[field]` and `[train]`; every key is
+optional and falls back to the default written here. Unknown keys and values of the
+wrong type are rejected with a message that names the key. `--set section.key=value`
+overrides are applied to the TOML data before validation, so they are checked the same
+way (the value is parsed as a TOML value: `train.steps=500`, `data.format="llff"`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass
+
+from engine.errors import IsrfError
+
+# Unknown keys are errors. Fields are strict (no "5" -> 5 coercion), except that an int is
+# accepted where a float is expected; dataclass-level strict mode would refuse dict input.
+_STRICT = ConfigDict(extra="forbid")
+Str = Annotated[str, Field(strict=True)]
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
+PositiveFloat = Annotated[float, Field(gt=0, strict=True)]
+NonNegativeFloat = Annotated[float, Field(ge=0, strict=True)]
+Fraction = Annotated[float, Field(gt=0, lt=1, strict=True)]
+
+
+@dataclass(config=_STRICT)
+class DataConfig:
+    path: Str = "scenes/default"
+    """Scene folder (LLFF / 360: holds poses_bounds.npy; NeRF: holds transforms*.json) or a
+    transforms .json file. Relative paths are taken from the current directory."""
+    format: Literal["auto", "llff", "360", "transforms"] = "auto"
+    """`llff`: forward-facing capture, trained in NDC. `360`: LLFF poses of an unbounded
+    scene, trained in a contracted space. `transforms`: NeRF / instant-ngp json, bounded.
+    `auto`: transforms if a transforms json exists, else llff."""
+    downscale: PositiveInt = 1
+    """LLFF / 360: read `images_<downscale>/` (1 reads `images/`)."""
+    test_every: NonNegativeInt = 8
+    """Hold out every n-th image (index % n == 0) for testing; 0 holds out none. Ignored
+    when the scene has its own test split (transforms_test.json)."""
+    background: Literal["white", "black"] = "white"
+    """Colour that transparent pixels of RGBA images are composited onto, and that the
+    field renders where rays see nothing (bounded scenes)."""
+    bbox: list[list[Annotated[float, Field(strict=True)]]] | None = None
+    """Bounded scenes: override the scene box [[xmin,ymin,zmin],[xmax,ymax,zmax]] (world)."""
+
+
+@dataclass(config=_STRICT)
+class FieldConfig:
+    num_voxels: Annotated[int, Field(ge=8**3, strict=True)] = 128**3
+    """Voxel count of the density grid at the end of training (voxels are cubes)."""
+    num_voxels_start: Annotated[int, Field(ge=8**3, strict=True)] = 32**3
+    """Voxel count before the first progressive upscale."""
+    upscale_steps: list[PositiveInt] = dataclasses.field(default_factory=lambda: [300, 600, 900])
+    """Steps at which the grids are upscaled (geometrically from start to end); at each,
+    the box is also tightened around what is occupied."""
+    alpha_init: Fraction = 1e-4
+    """Opacity of one final-resolution voxel step at initialisation (low: empty space)."""
+    stepsize: PositiveFloat = 0.5
+    """Ray-marching step, in voxels of the current grid."""
+    color_rank: PositiveInt = 16
+    """Components per plane/line pair of the VM (TensoRF) colour-feature grid."""
+    color_features: PositiveInt = 27
+    """Colour-feature channels fed to the MLP (after the VM basis matrix)."""
+    mlp_width: PositiveInt = 64
+    """Hidden width of the colour MLP (two hidden layers)."""
+    viewdir_freqs: NonNegativeInt = 4
+    """Positional-encoding frequencies of the view direction."""
+    weight_threshold: NonNegativeFloat = 1e-4
+    """Samples whose rendering weight is below this skip the colour MLP (speed)."""
+    occupancy_threshold: Fraction = 1e-3
+    """A voxel is occupied when its one-step opacity exceeds this; empty voxels are skipped."""
+    box_padding: NonNegativeInt = 3
+    """Voxels of padding kept around the occupied region when the box is tightened."""
+    unbounded_samples: PositiveInt = 24
+    """360 scenes: samples in the contracted outer shell of every ray."""
+
+
+@dataclass(config=_STRICT)
+class TrainConfig:
+    steps: PositiveInt = 1500
+    """Optimisation steps."""
+    batch_rays: PositiveInt = 4096
+    """Rays per step, drawn at random from all training pixels."""
+    lr_density: PositiveFloat = 0.1
+    lr_color_grid: PositiveFloat = 0.02
+    lr_mlp: PositiveFloat = 1e-3
+    lr_decay: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.1
+    """Learning rates decay exponentially to this fraction of their start by the last step."""
+    weight_entropy: NonNegativeFloat = 0.01
+    """Binary-entropy loss on each ray's final transmittance (pushes rays to all-or-nothing)."""
+    weight_tv_density: NonNegativeFloat = 0.0
+    """Total-variation loss on the density grid (useful for sparse forward-facing views)."""
+    tv_until: NonNegativeInt = 1_000_000
+    """Apply the TV loss only before this step."""
+    occupancy_every: PositiveInt = 100
+    """Rebuild the occupancy mask (empty-space skipping) every n steps, from the first
+    upscale on (or from step 200 when there is none)."""
+    eval_every: NonNegativeInt = 500
+    """Test PSNR every n steps (0: only at the end) on up to `eval_views` test views."""
+    eval_views: PositiveInt = 2
+    checkpoint_every: NonNegativeInt = 500
+    """Write a checkpoint every n steps (and always at the end or on cancel)."""
+    seed: NonNegativeInt = 0
+    out_dir: Str = "runs/default"
+    """Where checkpoints and renders go."""
+
+
+@dataclass(config=_STRICT)
+class Config:
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+_CONFIG_ADAPTER = TypeAdapter(Config)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    message = first["msg"]
+    if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
+        message = "unknown key"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"{source}: {key}: {message}{more}"
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise IsrfError(f"--set {item!r}: expected section.key=value")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise IsrfError(f"--set {item!r}: the key must look like section.key (e.g. train.steps)")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word is a string: --set data.path=scenes/fern
+    return parts, value
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Return a copy of the raw (TOML) dict with `section.key=value` items applied."""
+    raw = {section: dict(values) if isinstance(values, dict) else values
+           for section, values in raw.items()}
+    for item in overrides:
+        parts, value = _parse_override(item)
+        node = raw
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise IsrfError(f"--set {item!r}: {part} is not a table")
+        node[parts[-1]] = value
+    return raw
+
+
+def config_from_dict(raw: dict, source: str = "config") -> Config:
+    try:
+        return _CONFIG_ADAPTER.validate_python(raw)
+    except ValidationError as error:
+        raise IsrfError(_describe(error, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Load a TOML config (None: all defaults) and apply `--set` overrides."""
+    raw: dict = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise IsrfError(f"{path}: config file not found")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise IsrfError(f"{path}: not valid TOML: {error}") from None
+    return config_from_dict(apply_overrides(raw, list(overrides)), source)
+
+
+def config_to_dict(config: Config) -> dict:
+    return _CONFIG_ADAPTER.dump_python(config)

@@ -1,0 +1,56 @@
+"""Reading images with validation: every failure names the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from engine.errors import IsrfError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Image files of a folder in sorted (pose) order."""
+    if not folder.is_dir():
+        raise IsrfError(f"{folder}: image folder not found")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise IsrfError(f"{folder}: no .png/.jpg images in the folder")
+    return files
+
+
+def read_rgb(path: Path, background: str) -> np.ndarray:
+    """One image as uint8 [H, W, 3]; RGBA is composited onto `background`."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except FileNotFoundError:
+        raise IsrfError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise IsrfError(f"{path}: not a readable image ({error})") from None
+    if image.mode in ("I;16", "I;16B", "I"):
+        image = Image.fromarray((np.asarray(image, dtype=np.float32) / 257).astype(np.uint8))
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
+        bg = np.asarray(BACKGROUNDS[background], dtype=np.float32)
+        rgb = rgba[..., :3] * rgba[..., 3:] + bg * (1 - rgba[..., 3:])
+        return np.round(rgb * 255).astype(np.uint8)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def read_images(paths: list[Path], background: str) -> np.ndarray:
+    """All images as uint8 [N, H, W, 3]; they must share one size."""
+    images = []
+    for path in paths:
+        image = read_rgb(path, background)
+        if images and image.shape != images[0].shape:
+            h0, w0 = images[0].shape[:2]
+            raise IsrfError(f"{path}: image is {image.shape[1]}x{image.shape[0]} but "
+                            f"{paths[0].name} is {w0}x{h0}; all images must have one size")
+        images.append(image)
+    return np.stack(images)

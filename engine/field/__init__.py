@@ -1,0 +1,1 @@
+"""Radiance field: grids, spaces, the field module and its volume renderer."""

@@ -1,0 +1,145 @@
+"""Volume rendering of a `RadianceField` along world rays, in any of the three spaces.
+
+Per batch of R rays: map rays into the field's space, march S samples per ray (a dense
+[R, S] layout, invalid entries masked), keep the M samples that are inside an occupied
+voxel, evaluate density there, turn it into per-sample weights with an exclusive cumsum
+along each ray, evaluate colour only where the weight matters, and sum per ray with
+`index_add` (torch's own op; no torch_scatter).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.data.posed_images import PosedImages
+from engine.field import spaces
+from engine.field.radiance_field import RadianceField
+
+FAR_UNBOUNDED = 1e4  # contracted scenes: the outer shell's samples end here (world units)
+
+
+@dataclass
+class RaySpace:
+    """What the renderer needs to know about a scene's space (not its images)."""
+    kind: str                                   # bounded | ndc | contracted
+    background: tuple[float, float, float]
+    near: float = 0.0
+    ndc_intrinsics: tuple[float, float, float, float] | None = None
+
+    @classmethod
+    def of(cls, scene: PosedImages) -> "RaySpace":
+        return cls(scene.space, tuple(scene.background), scene.near, scene.ndc_intrinsics)
+
+
+@dataclass
+class Samples:
+    points: torch.Tensor     # [M, 3] in the field's space
+    ray_index: torch.Tensor  # [M] long, sorted
+    flat_index: torch.Tensor # [M] long, position in the dense [R, S] layout
+    interval: torch.Tensor   # [M] segment length in final-grid voxels
+    depth: torch.Tensor      # [M] distance along the (space) ray
+    shape: tuple[int, int]   # (R, S)
+
+
+def _march(origins, dirs, t_start, t_end, step: float, jitter: bool):
+    """Uniform steps of `step` from t_start to t_end [R] -> points [R, S, 3], t, valid."""
+    span = (t_end - t_start).clamp_min(0)
+    count = max(1, int(torch.ceil(span.max() / step).item())) if len(span) else 1
+    offsets = torch.arange(count, device=origins.device, dtype=origins.dtype)[None]
+    if jitter:
+        offsets = offsets + torch.rand_like(t_start)[:, None]
+    t = t_start[:, None] + offsets * step                      # [R, S]
+    valid = t < t_end[:, None]
+    return origins[:, None] + dirs[:, None] * t[..., None], t, valid
+
+
+def sample_rays(field: RadianceField, space: RaySpace, origins, dirs, jitter: bool) -> Samples:
+    """Sample points along rays [R, 3] (world) in the field's space."""
+    step = field.config.stepsize * field.voxel_size
+    base = float(field.final_voxel_size)
+    if space.kind == "ndc":
+        origins, dirs = spaces.ndc_rays(origins, dirs, space.ndc_intrinsics)
+    unit = F.normalize(dirs, dim=-1)
+    if space.kind == "contracted":
+        points, t, valid, interval = _contracted_samples(field, space, origins, unit, step, jitter)
+    else:
+        t_in, t_out = spaces.ray_box(origins, unit, field.box_min, field.box_max)
+        if space.kind == "ndc":  # the NDC ray runs from the near plane (0) to infinity (|d|)
+            t_in, t_out = t_in.clamp_min(0), torch.minimum(t_out, dirs.norm(dim=-1))
+        else:
+            t_in = t_in.clamp_min(space.near)
+        points, t, valid = _march(origins, unit, t_in, t_out, step, jitter)
+        interval = torch.full_like(t, step / base)
+    R, S = t.shape
+    flat = torch.nonzero(valid.reshape(-1))[:, 0]
+    keep = field.occupied(points.reshape(-1, 3)[flat])
+    flat = flat[keep]
+    return Samples(points.reshape(-1, 3)[flat], flat // S, flat,
+                   interval.reshape(-1)[flat], t.reshape(-1)[flat], (R, S))
+
+
+def _contracted_samples(field, space, origins, unit, step, jitter):
+    """Uniform steps inside the unit cube, then samples uniform in 1/t out to infinity."""
+    ones = torch.ones(3, device=origins.device)
+    t_in, t_exit = spaces.ray_box(origins, unit, -ones, ones)
+    t_in = t_in.clamp_min(space.near)
+    t_exit = torch.maximum(t_exit, t_in)
+    inner, t_inner, valid_inner = _march(origins, unit, t_in, t_exit, step, jitter)
+    shell = field.config.unbounded_samples
+    fraction = (torch.arange(shell, device=origins.device) + 1.0) / shell   # (0, 1]
+    inv = 1 / t_exit.clamp_min(1e-6)
+    t_outer = 1 / (inv[:, None] * (1 - fraction) + fraction / FAR_UNBOUNDED)
+    outer = origins[:, None] + unit[:, None] * t_outer[..., None]
+    points = spaces.contract(torch.cat([inner, outer], 1))          # [R, S, 3]
+    t = torch.cat([t_inner, t_outer], 1)
+    valid = torch.cat([valid_inner, torch.ones_like(t_outer, dtype=torch.bool)], 1)
+    gaps = (points[:, 1:] - points[:, :-1]).norm(dim=-1)
+    interval = torch.cat([gaps, gaps[:, -1:]], 1) / float(field.final_voxel_size)
+    return points, t, valid, interval
+
+
+def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
+              background: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Alpha-composite samples into per-ray colour [R, 3], depth [R], opacity [R]."""
+    R, S = samples.shape
+    tau = field.sigma(samples.points) * samples.interval            # optical depth [M]
+    dense = torch.zeros(R * S, device=tau.device, dtype=tau.dtype).index_put(
+        (samples.flat_index,), tau).reshape(R, S)
+    through = dense.cumsum(1)                                      # inclusive, per ray
+    exclusive = (through - dense).reshape(-1)[samples.flat_index]
+    weights = (1 - torch.exp(-tau)) * torch.exp(-exclusive)        # [M]
+    transmittance = torch.exp(-through[:, -1])                     # [R] light that passes
+
+    visible = weights.detach() > field.config.weight_threshold
+    ray = samples.ray_index[visible]
+    w = weights[visible]
+    rgb = field.rgb(samples.points[visible], viewdirs[ray])
+    color = torch.zeros(R, 3, device=tau.device).index_add(0, ray, w[:, None] * rgb)
+    color = color + transmittance[:, None] * background
+    depth = torch.zeros(R, device=tau.device).index_add(0, samples.ray_index,
+                                                        weights * samples.depth)
+    return {"rgb": color, "depth": depth, "opacity": 1 - transmittance}
+
+
+def render_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
+                dirs: torch.Tensor, jitter: bool = False) -> dict[str, torch.Tensor]:
+    """Render world rays origins/dirs [R, 3] -> rgb [R, 3], depth [R], opacity [R]."""
+    samples = sample_rays(field, space, origins, dirs, jitter)
+    viewdirs = F.normalize(dirs, dim=-1)
+    background = torch.tensor(space.background, device=origins.device)
+    return composite(field, samples, viewdirs, background)
+
+
+@torch.no_grad()
+def render_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
+                 chunk: int = 16384) -> dict[str, torch.Tensor]:
+    """Render one camera's full image: rgb [H, W, 3], depth [H, W], opacity [H, W]."""
+    origins, dirs = cameras.image_rays(cam_id)
+    parts = [render_rays(field, space, origins[i:i + chunk], dirs[i:i + chunk])
+             for i in range(0, len(origins), chunk)]
+    H, W = cameras.height, cameras.width
+    return {key: torch.cat([p[key] for p in parts]).reshape(H, W, -1).squeeze(-1)
+            for key in parts[0]}

@@ -1,0 +1,1 @@
+"""Optimisation of a radiance field on posed images, with checkpoints."""

@@ -1,0 +1,85 @@
+"""Small analytic scenes written as real files, for tests that must run in seconds.
+
+Spheres are ray-traced exactly (numpy), so images, poses and masks are ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# (centre, radius, colour) of each sphere, in world units (z up).
+SPHERES = (
+    ((-0.35, 0.0, 0.0), 0.35, (0.9, 0.2, 0.2)),
+    ((0.4, 0.15, 0.05), 0.3, (0.2, 0.7, 0.3)),
+    ((0.0, -0.45, -0.1), 0.22, (0.2, 0.3, 0.9)),
+)
+
+
+def look_at_gl(eye: np.ndarray, target=np.zeros(3), up=np.array([0.0, 0.0, 1.0])) -> np.ndarray:
+    """OpenGL/Blender camera-to-world [4, 4] (looks down -Z, +Y up)."""
+    back = eye - target
+    back /= np.linalg.norm(back)
+    right = np.cross(up, back)
+    right /= np.linalg.norm(right)
+    c2w = np.eye(4)
+    c2w[:3, :3] = np.stack([right, np.cross(back, right), back], 1)
+    c2w[:3, 3] = eye
+    return c2w
+
+
+def trace(c2w_gl: np.ndarray, focal: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """RGBA float [H, W, 4] and instance ids [H, W] (0 = none) of the spheres."""
+    j, i = np.mgrid[0:size, 0:size] + 0.5
+    dirs = np.stack([(i - size / 2) / focal, -(j - size / 2) / focal, -np.ones_like(i)], -1)
+    dirs = dirs @ c2w_gl[:3, :3].T
+    dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
+    origin = c2w_gl[:3, 3]
+    best = np.full((size, size), np.inf)
+    ids = np.zeros((size, size), np.uint8)
+    rgba = np.zeros((size, size, 4))
+    light = np.array([0.3, -0.4, 0.85]) / np.linalg.norm([0.3, -0.4, 0.85])
+    for index, (centre, radius, colour) in enumerate(SPHERES, start=1):
+        oc = origin - np.asarray(centre)
+        b = dirs @ oc
+        disc = b * b - (oc @ oc - radius * radius)
+        t = -b - np.sqrt(np.maximum(disc, 0))
+        hit = (disc > 0) & (t > 0) & (t < best)
+        normal = (origin + t[..., None] * dirs - centre) / radius
+        shade = 0.35 + 0.65 * np.clip(normal @ light, 0, 1)
+        stripes = 0.85 + 0.15 * np.sign(np.sin(6 * normal[..., 2]))  # some texture
+        rgba[hit, :3] = (np.asarray(colour) * (shade * stripes)[..., None])[hit]
+        rgba[hit, 3] = 1
+        ids[hit] = index
+        best[hit] = t[hit]
+    return rgba, ids
+
+
+def make_sphere_scene(root: Path, views: int = 24, size: int = 48, radius: float = 3.0,
+                      fov_deg: float = 40.0) -> Path:
+    """Write transforms.json + images/ + masks/ of the sphere scene; returns `root`."""
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(exist_ok=True)
+    focal = 0.5 * size / math.tan(math.radians(fov_deg) / 2)
+    frames = []
+    for k in range(views):
+        azimuth = k * 2.399963  # golden angle
+        elevation = math.radians(15 + 60 * ((k * 0.618034) % 1))
+        eye = radius * np.array([math.cos(elevation) * math.cos(azimuth),
+                                 math.cos(elevation) * math.sin(azimuth), math.sin(elevation)])
+        c2w = look_at_gl(eye)
+        rgba, ids = trace(c2w, focal, size)
+        name = f"r_{k:03d}.png"
+        Image.fromarray(np.round(rgba * 255).astype(np.uint8), "RGBA").save(root / "images" / name)
+        Image.fromarray(ids, "L").save(root / "masks" / name)
+        frames.append({"file_path": f"images/{name}", "transform_matrix": c2w.tolist(),
+                       "mask_path": f"masks/{name}"})
+    meta = {"camera_angle_x": math.radians(fov_deg), "w": size, "h": size,
+            "aabb": [[-1.0, -1.0, -0.6], [1.0, 1.0, 0.6]], "frames": frames}
+    (root / "transforms.json").write_text(json.dumps(meta, indent=1))
+    return root
