@@ -95,6 +95,10 @@ class TrainConfig:
     """Learning rates decay exponentially to this fraction of their start by the last step."""
     weight_entropy: NonNegativeFloat = 0.01
     """Binary-entropy loss on each ray's final transmittance (pushes rays to all-or-nothing)."""
+    weight_sample_rgb: NonNegativeFloat = 0.1
+    """Per-sample colour loss (DVGO's rgbper): every sample's colour is pulled towards its
+    ray's target, weighted by its rendering weight. Keeps colours from collapsing while
+    density is still low."""
     weight_tv_density: NonNegativeFloat = 0.0
     """Total-variation loss on the density grid (useful for sparse forward-facing views)."""
     tv_until: NonNegativeInt = 1_000_000

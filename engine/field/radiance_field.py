@@ -18,6 +18,9 @@ from engine.config import FieldConfig
 from engine.field.grids import DenseGrid, VMGrid
 
 
+RGB_PADDING = 0.001
+
+
 def grid_resolution(box_min: torch.Tensor, box_max: torch.Tensor, num_voxels: int) -> list[int]:
     """Per-axis vertex counts giving about `num_voxels` cubic voxels in the box."""
     extent = (box_max - box_min).double()
@@ -30,7 +33,7 @@ def positional_encoding(x: torch.Tensor, freqs: int) -> torch.Tensor:
     if freqs == 0:
         return x
     scales = 2.0 ** torch.arange(freqs, device=x.device, dtype=x.dtype)
-    angles = (x[:, :, None] * scales).reshape(len(x), -1)
+    angles = (x[:, :, None] * scales).flatten(1)
     return torch.cat([x, angles.sin(), angles.cos()], -1)
 
 
@@ -91,7 +94,11 @@ class RadianceField(nn.Module):
         """Colour [M, 3] in [0, 1] at points [M, 3] seen along unit directions [M, 3]."""
         features = self.color(self.normalize(points))
         views = positional_encoding(viewdirs, self.config.viewdir_freqs)
-        return torch.sigmoid(self.mlp(torch.cat([features, views], -1)))
+        # A slightly widened sigmoid (as mip-NeRF's): 0 and 1 are reached at finite logits, so
+        # the colour never saturates where its gradient vanishes (early on, when density is
+        # still low, a white background pushes colours down hard).
+        logits = self.mlp(torch.cat([features, views], -1))
+        return torch.sigmoid(logits) * (1 + 2 * RGB_PADDING) - RGB_PADDING
 
     @torch.no_grad()
     def voxel_alpha(self) -> torch.Tensor:

@@ -103,7 +103,11 @@ def _contracted_samples(field, space, origins, unit, step, jitter):
 
 def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
               background: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Alpha-composite samples into per-ray colour [R, 3], depth [R], opacity [R]."""
+    """Alpha-composite samples into per-ray colour [R, 3], depth [R], opacity [R].
+
+    Also returns, for the K samples whose colour was evaluated, their colour [K, 3],
+    weight [K] and ray index [K].
+    """
     R, S = samples.shape
     tau = field.sigma(samples.points) * samples.interval            # optical depth [M]
     dense = torch.zeros(R * S, device=tau.device, dtype=tau.dtype).index_put(
@@ -121,7 +125,9 @@ def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
     color = color + transmittance[:, None] * background
     depth = torch.zeros(R, device=tau.device).index_add(0, samples.ray_index,
                                                         weights * samples.depth)
-    return {"rgb": color, "depth": depth, "opacity": 1 - transmittance}
+    return {"rgb": color, "depth": depth, "opacity": 1 - transmittance,
+            # per visible sample, for losses that supervise samples directly
+            "sample_rgb": rgb, "sample_weight": w, "sample_ray": ray}
 
 
 def render_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
@@ -142,4 +148,4 @@ def render_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
              for i in range(0, len(origins), chunk)]
     H, W = cameras.height, cameras.width
     return {key: torch.cat([p[key] for p in parts]).reshape(H, W, -1).squeeze(-1)
-            for key in parts[0]}
+            for key in ("rgb", "depth", "opacity")}

@@ -123,6 +123,9 @@ class Trainer:
             p = out["opacity"].clamp(1e-6, 1 - 1e-6)
             entropy = -(p * p.log() + (1 - p) * (1 - p).log()).mean()
             loss = loss + t.weight_entropy * entropy
+        if t.weight_sample_rgb > 0:
+            error = (out["sample_rgb"] - target[out["sample_ray"]]).square().sum(-1)
+            loss = loss + t.weight_sample_rgb * (out["sample_weight"] * error).sum() / len(target)
         if t.weight_tv_density > 0 and self.step < t.tv_until:
             grid = self.field.density.grid[0, 0]
             tv = sum(grid.diff(dim=d).square().mean() for d in range(3))
