@@ -126,9 +126,11 @@ class Config:
 _CONFIG_ADAPTER = TypeAdapter(Config)
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def _describe(error: ValidationError, source: str, overridden: set[str] = frozenset()) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
+    if any(key == k or key.startswith(k + ".") for k in overridden):
+        source = "--set"
     message = first["msg"]
     if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
         message = "unknown key"
@@ -165,11 +167,12 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def config_from_dict(raw: dict, source: str = "config") -> Config:
+def config_from_dict(raw: dict, source: str = "config", overridden: set[str] = frozenset()) -> Config:
+    """Validate a raw dict; errors name `source`, or `--set` for keys in `overridden`."""
     try:
         return _CONFIG_ADAPTER.validate_python(raw)
     except ValidationError as error:
-        raise IsrfError(_describe(error, source)) from None
+        raise IsrfError(_describe(error, source, overridden)) from None
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
@@ -185,7 +188,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
             raw = tomllib.loads(path.read_text())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
             raise IsrfError(f"{path}: not valid TOML: {error}") from None
-    return config_from_dict(apply_overrides(raw, list(overrides)), source)
+    overridden = {".".join(_parse_override(item)[0]) for item in overrides}
+    return config_from_dict(apply_overrides(raw, list(overrides)), source, overridden)
 
 
 def config_to_dict(config: Config) -> dict:

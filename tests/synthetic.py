@@ -83,3 +83,20 @@ def make_sphere_scene(root: Path, views: int = 24, size: int = 48, radius: float
             "aabb": [[-1.0, -1.0, -0.6], [1.0, 1.0, 0.6]], "frames": frames}
     (root / "transforms.json").write_text(json.dumps(meta, indent=1))
     return root
+
+
+def write_llff(src: Path, dst: Path) -> Path:
+    """Re-encode a scene written by `make_sphere_scene` as an LLFF capture in `dst`:
+    poses_bounds.npy (LLFF's [down, right, back] rotation columns) + images/."""
+    meta = json.loads((src / "transforms.json").read_text())
+    focal = 0.5 * meta["w"] / math.tan(0.5 * meta["camera_angle_x"])
+    (dst / "images").mkdir(parents=True)
+    rows = []
+    for index, frame in enumerate(meta["frames"]):
+        c2w = np.asarray(frame["transform_matrix"])[:3]  # OpenGL [right, up, back, centre]
+        down_right_back = np.stack([-c2w[:, 1], c2w[:, 0], c2w[:, 2], c2w[:, 3]], 1)
+        hwf = np.array([[meta["h"]], [meta["w"]], [focal]])
+        rows.append(np.concatenate([np.concatenate([down_right_back, hwf], 1).ravel(), [2.0, 4.5]]))
+        Image.open(src / frame["file_path"]).convert("RGB").save(dst / "images" / f"img_{index:03d}.png")
+    np.save(dst / "poses_bounds.npy", np.stack(rows))
+    return dst

@@ -14,8 +14,7 @@ from PIL import Image
 from engine.config import DataConfig
 from engine.data import load_scene
 from engine.data.cameras import distort
-from engine.errors import IsrfError
-from synthetic import SPHERES, make_sphere_scene
+from synthetic import SPHERES, make_sphere_scene, write_llff
 
 FERN = Path(__file__).resolve().parents[2] / "shared" / "scenes" / "fern"
 needs_fern = pytest.mark.skipif(not FERN.is_dir(), reason=f"fern capture not found at {FERN}")
@@ -121,25 +120,9 @@ def test_transforms_aabb_scale_and_split_files(spheres, tmp_path):
     assert torch.allclose(scene.bbox, torch.tensor([[-half] * 3, [half] * 3]), atol=1e-5)
 
 
-def _write_llff(src: Path, dst: Path) -> None:
-    """Re-encode the sphere scene as an LLFF capture: poses_bounds.npy + images/."""
-    meta = json.loads((src / "transforms.json").read_text())
-    (dst / "images").mkdir(parents=True)
-    rows = []
-    for index, frame in enumerate(meta["frames"]):
-        c2w = np.asarray(frame["transform_matrix"])[:3]              # OpenGL [right, up, back]
-        drb = np.stack([-c2w[:, 1], c2w[:, 0], c2w[:, 2], c2w[:, 3]], 1)  # LLFF [down, right, back]
-        focal = 0.5 * meta["w"] / math.tan(0.5 * meta["camera_angle_x"])
-        hwf = np.array([[meta["h"]], [meta["w"]], [focal]])
-        rows.append(np.concatenate([np.concatenate([drb, hwf], 1).ravel(), [2.0, 4.5]]))
-        image = Image.open(src / frame["file_path"]).convert("RGB")
-        image.save(dst / "images" / f"img_{index:03d}.png")
-    np.save(dst / "poses_bounds.npy", np.stack(rows))
-
-
 @pytest.mark.parametrize("fmt", ["llff", "360"])
 def test_llff_rays_match_projected_points(spheres, tmp_path, fmt):
-    _write_llff(spheres, tmp_path)
+    write_llff(spheres, tmp_path)
     scene = load_scene(DataConfig(path=str(tmp_path), format=fmt))
     assert scene.space == ("ndc" if fmt == "llff" else "contracted")
     _assert_projections_hit_spheres(scene, spheres, scene.to_scene)

@@ -152,7 +152,8 @@ def _box_from_cameras(c2w_gl: np.ndarray) -> np.ndarray:
 
 def load_transforms(path: Path, test_every: int, background: str = "white") -> PosedImages:
     path = Path(path)
-    files, poses, intrinsics, distortion, split = [], [], [], [], []
+    files, poses, split = [], [], []
+    camera_sources = []  # (frame, file metadata, json path, frame index) per kept frame
     missing = 0
     meta_first = None
     for json_path, part in find_transforms(path):
@@ -168,15 +169,15 @@ def load_transforms(path: Path, test_every: int, background: str = "white") -> P
             files.append(image_path)
             poses.append(_frame_pose(frame, json_path, index))
             split.append(part)
-            intrinsics.append((frame, meta, json_path, index))
-    if missing:
-        warnings.warn(f"{path}: skipped {missing} frame(s) whose image file is missing", stacklevel=2)
+            camera_sources.append((frame, meta, json_path, index))
     if not files:
         raise IsrfError(f"{path}: none of the frames' image files exist")
+    if missing:
+        warnings.warn(f"{path}: skipped {missing} frame(s) whose image file is missing", stacklevel=2)
 
     images = read_images(files, background)
     height, width = images.shape[1:3]
-    cams = [_frame_camera(f, m, (width, height), p, i) for f, m, p, i in intrinsics]
+    cams = [_frame_camera(f, m, (width, height), p, i) for f, m, p, i in camera_sources]
     c2w_gl = np.stack(poses)
 
     if "all" in split:

@@ -25,7 +25,9 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     try:
         content = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for a damaged file
-        raise IsrfError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from None
+        # torch's messages run over many lines (and advise unsafe loading): keep the first.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise IsrfError(f"{path}: not a readable checkpoint ({reason})") from None
     if not isinstance(content, dict) or content.get("format") != FORMAT:
         raise IsrfError(f"{path}: not an ISRF checkpoint")
     if content.get("version") != VERSION:
