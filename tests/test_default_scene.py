@@ -108,3 +108,19 @@ def test_rejects_bad_arguments(tmp_path, option):
     assert result.returncode == 2
     assert option.split("=")[0] in result.stderr
     assert not (tmp_path / "scene").exists()
+
+
+def test_engine_loads_the_generated_scene(runs):
+    from engine.config import DataConfig
+    from engine.data import load_scene
+
+    scene = load_scene(DataConfig(path=str(runs[0])))
+    transforms = load_json(runs[0] / "transforms.json")
+    assert scene.images.shape == (VIEWS, SIZE, SIZE, 3)
+    assert scene.bbox.tolist() == pytest.approx(transforms["aabb"])
+    # every camera looks towards the table: the box centre is in front of it, inside the image
+    centre = scene.bbox.mean(0, keepdim=True)
+    for view in range(VIEWS):
+        pixel, depth = scene.cameras.project(view, centre)
+        assert depth[0] > 0
+        assert ((pixel >= 0) & (pixel < SIZE)).all()

@@ -90,14 +90,26 @@ class RadianceField(nn.Module):
         raw = self.density(self.normalize(points))[:, 0]
         return F.softplus(raw + self.act_shift)
 
-    def rgb(self, points: torch.Tensor, viewdirs: torch.Tensor) -> torch.Tensor:
-        """Colour [M, 3] in [0, 1] at points [M, 3] seen along unit directions [M, 3]."""
-        features = self.color(self.normalize(points))
-        views = positional_encoding(viewdirs, self.config.viewdir_freqs)
+    def rgb(self, points: torch.Tensor, ray_dirs: torch.Tensor,
+            ray_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Colour [M, 3] in [0, 1] at points [M, 3] seen along unit directions.
+
+        ray_dirs: [R, 3], one per ray; ray_index [M] says which ray each point is on
+        (None: one direction per point, R = M).
+        """
+        features = self.color(self.normalize(points))                      # [M, C]
+        # The view direction is constant along a ray: its share of the first layer is
+        # computed once per ray, not once per sample.
+        first = self.mlp[0]
+        views = positional_encoding(ray_dirs, self.config.viewdir_freqs)    # [R, V]
+        view_term = F.linear(views, first.weight[:, features.shape[1]:], first.bias)
+        if ray_index is not None:
+            view_term = view_term[ray_index]
+        hidden = F.linear(features, first.weight[:, :features.shape[1]]) + view_term
+        logits = self.mlp[1:](hidden)
         # A slightly widened sigmoid (as mip-NeRF's): 0 and 1 are reached at finite logits, so
         # the colour never saturates where its gradient vanishes (early on, when density is
         # still low, a white background pushes colours down hard).
-        logits = self.mlp(torch.cat([features, views], -1))
         return torch.sigmoid(logits) * (1 + 2 * RGB_PADDING) - RGB_PADDING
 
     @torch.no_grad()

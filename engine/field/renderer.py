@@ -120,7 +120,7 @@ def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
     visible = weights.detach() > field.config.weight_threshold
     ray = samples.ray_index[visible]
     w = weights[visible]
-    rgb = field.rgb(samples.points[visible], viewdirs[ray])
+    rgb = field.rgb(samples.points[visible], viewdirs, ray)
     color = torch.zeros(R, 3, device=tau.device).index_add(0, ray, w[:, None] * rgb)
     color = color + transmittance[:, None] * background
     depth = torch.zeros(R, device=tau.device).index_add(0, samples.ray_index,

@@ -3,6 +3,7 @@ upscaling, occupancy updates, periodic test PSNR, atomic checkpoints, resume, ca
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -174,8 +175,9 @@ class Trainer:
             on_step: Callable[[int, float], None] | None = None) -> TrainReport:
         """Train to `train.steps`. Ctrl+C or `cancel` saves a checkpoint, then raises Cancelled."""
         t = self.config.train
+        # Redraw often on a terminal; rarely when stderr is a log file (CI, a pipe).
         bar = tqdm(total=t.steps, initial=self.step, disable=not progress, desc="train",
-                   unit="step", dynamic_ncols=True)
+                   unit="step", dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 15)
         try:
             while self.step < t.steps:
                 if cancel is not None and cancel.is_set():
