@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.dataclasses import dataclass
 
 from engine.errors import IsrfError
@@ -49,6 +49,13 @@ class DataConfig:
     field renders where rays see nothing (bounded scenes)."""
     bbox: list[list[Annotated[float, Field(strict=True)]]] | None = None
     """Bounded scenes: override the scene box [[xmin,ymin,zmin],[xmax,ymax,zmax]] (world)."""
+
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _number_as_name(cls, value):
+        # `--set data.format=360` parses as the TOML integer 360; the format is the name "360".
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 @dataclass(config=_STRICT)

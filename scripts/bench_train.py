@@ -108,7 +108,13 @@ def main() -> int:
         print(markdown(rows[-1:]), file=sys.stderr)
     device = "cuda" if any(r["device"] == "cuda" for r in rows) else "cpu"
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"train_{device}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    results = args.out / f"train_{device}.json"
+    # Keep earlier rows of cases not run this time, so cases can be run one by one.
+    earlier = json.loads(results.read_text()) if results.is_file() else []
+    ran = {r["case"] for r in rows}
+    rows = [r for r in earlier if r["case"] not in ran] + rows
+    rows.sort(key=lambda r: list(CASES).index(r["case"]))
+    results.write_text(json.dumps(rows, indent=2) + "\n")
     (args.out / f"train_{device}.md").write_text(markdown(rows))
     print(markdown(rows))
     return 0

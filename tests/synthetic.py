@@ -60,16 +60,25 @@ def trace(c2w_gl: np.ndarray, focal: float, size: int) -> tuple[np.ndarray, np.n
 
 
 def make_sphere_scene(root: Path, views: int = 24, size: int = 48, radius: float = 3.0,
-                      fov_deg: float = 40.0) -> Path:
-    """Write transforms.json + images/ + masks/ of the sphere scene; returns `root`."""
+                      fov_deg: float = 40.0, forward_facing: bool = False) -> Path:
+    """Write transforms.json + images/ + masks/ of the sphere scene; returns `root`.
+
+    Cameras circle the spheres on a hemisphere, or (forward_facing) all stand on one
+    side within a narrow cone, as an LLFF capture does.
+    """
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(exist_ok=True)
     focal = 0.5 * size / math.tan(math.radians(fov_deg) / 2)
     frames = []
     for k in range(views):
-        azimuth = k * 2.399963  # golden angle
-        elevation = math.radians(15 + 60 * ((k * 0.618034) % 1))
+        spread = (k * 0.618034) % 1  # golden-ratio sequence in [0, 1)
+        if forward_facing:
+            azimuth = math.radians(-15 + 30 * spread)
+            elevation = math.radians(10 + 25 * ((k * 0.754878) % 1))
+        else:
+            azimuth = k * 2.399963  # golden angle
+            elevation = math.radians(15 + 60 * spread)
         eye = radius * np.array([math.cos(elevation) * math.cos(azimuth),
                                  math.cos(elevation) * math.sin(azimuth), math.sin(elevation)])
         c2w = look_at_gl(eye)
