@@ -10,7 +10,7 @@ from engine.config import DataConfig
 from engine.data.cameras import Cameras
 from engine.data.llff import load_llff
 from engine.data.posed_images import PosedImages
-from engine.data.transforms import find_transforms, load_transforms
+from engine.data.transforms import load_transforms
 from engine.errors import IsrfError
 
 __all__ = ["Cameras", "PosedImages", "load_scene"]
@@ -31,7 +31,6 @@ def load_scene(config: DataConfig) -> PosedImages:
         raise IsrfError(f"{path}: scene not found")
     kind = detect_format(path) if config.format == "auto" else config.format
     if kind == "transforms":
-        find_transforms(path)  # names the problem if the folder has no json
         scene = load_transforms(path, config.test_every, config.background)
     else:
         scene = load_llff(path, config.downscale, config.test_every,

@@ -11,7 +11,7 @@ import torch
 from engine.data.cameras import Cameras
 from engine.errors import IsrfError
 
-RaySpace = Literal["bounded", "ndc", "contracted"]
+SpaceKind = Literal["bounded", "ndc", "contracted"]
 
 
 @dataclass
@@ -21,7 +21,7 @@ class PosedImages:
     names: list[str]                # image file names, in the same order
     train_ids: list[int]
     test_ids: list[int]
-    space: RaySpace
+    space: SpaceKind
     """bounded: the field lives in `bbox` (world units). ndc: forward-facing, rays are
     mapped to normalised device coordinates of the reference camera. contracted:
     unbounded, world points outside the unit cube are contracted into a shell."""
