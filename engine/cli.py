@@ -96,7 +96,7 @@ def cmd_demo(args) -> None:
     overrides = [f"data.path={str(scene_path)!r}", *args.overrides]
     scene = Scene(load_config(DEFAULT_CONFIG, overrides), args.device)
     print(scene.data.summary(), file=sys.stderr)
-    report = scene.train()
+    report = scene.train(final_eval=False)  # the test views are rendered and scored next
     print(f"trained {report.steps} steps in {report.seconds:.0f} s; checkpoint: {report.checkpoint}")
     out_dir = Path(scene.config.train.out_dir) / "test_views"
     _print_metrics(scene.render_views("test", out_dir), out_dir)

@@ -82,8 +82,11 @@ class Scene:
 
     # ----- training -------------------------------------------------------------
     def train(self, resume: bool = False, progress: bool = True,
-              cancel: threading.Event | None = None) -> TrainReport:
-        """Train the field to `train.steps` (resume: continue from the run's checkpoint)."""
+              cancel: threading.Event | None = None, final_eval: bool = True) -> TrainReport:
+        """Train the field to `train.steps` (resume: continue from the run's checkpoint).
+
+        final_eval: report the test PSNR at the end (skip it when rendering the test views
+        next, which measures them anyway)."""
         state = {}
         if resume:
             if not self.checkpoint_path.is_file():
@@ -97,7 +100,7 @@ class Scene:
             torch.manual_seed(self.config.train.seed)
             self.field = field_for(self.data, self.config)
         trainer = Trainer(self.data, self.config, self.field, self.device, **state)
-        report = trainer.run(progress=progress, cancel=cancel)
+        report = trainer.run(progress=progress, cancel=cancel, final_eval=final_eval)
         self.step = trainer.step
         return report
 

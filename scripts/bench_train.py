@@ -45,7 +45,7 @@ def run_case(name: str, out_root: Path) -> dict:
     config = load_config(REPO / config_path, [*overrides, f"train.out_dir={out_dir}"])
     scene = Scene(config, device)
     started = time.perf_counter()
-    report = scene.train(progress=False)
+    report = scene.train(progress=False, final_eval=False)  # render_views scores them below
     wall = time.perf_counter() - started
     metrics = scene.render_views("test", out_dir / "test_views", progress=False)
     if device == "cuda":
@@ -54,7 +54,10 @@ def run_case(name: str, out_root: Path) -> dict:
     else:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         hardware = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    # periodic evaluations (a few test views) first, then the full test set at the end
     reached = [h["seconds"] for h in report.history if h["test_psnr"] >= target]
+    if metrics["mean"]["psnr"] >= target:
+        reached.append(report.seconds)
     return {
         "case": name, "device": device, "hardware": hardware, "steps": report.steps,
         "train_seconds": round(report.seconds, 1), "wall_seconds": round(wall, 1),

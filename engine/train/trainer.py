@@ -172,8 +172,13 @@ class Trainer:
         return path
 
     def run(self, progress: bool = True, cancel: threading.Event | None = None,
-            on_step: Callable[[int, float], None] | None = None) -> TrainReport:
-        """Train to `train.steps`. Ctrl+C or `cancel` saves a checkpoint, then raises Cancelled."""
+            on_step: Callable[[int, float], None] | None = None,
+            final_eval: bool = True) -> TrainReport:
+        """Train to `train.steps`. Ctrl+C or `cancel` saves a checkpoint, then raises Cancelled.
+
+        final_eval: measure the test PSNR at the end (off when the caller renders the
+        test views itself anyway).
+        """
         t = self.config.train
         # Redraw often on a terminal; rarely when stderr is a log file (CI, a pipe).
         bar = tqdm(total=t.steps, initial=self.step, disable=not progress, desc="train",
@@ -201,7 +206,7 @@ class Trainer:
             path = self.save()
             raise Cancelled(f"training cancelled at step {self.step}; resume from {path}") from None
         bar.close()
-        final = self.evaluate()
+        final = self.evaluate() if final_eval else None
         path = self.save()
         return TrainReport(self.step, self.elapsed, final, self.history, path)
 
