@@ -82,7 +82,10 @@ def ensure_default_scene(path: Path = DEFAULT_SCENE) -> Path:
         return path
     print(f"making the default scene in {path} (Blender, Cycles on the CPU; a few minutes)",
           file=sys.stderr)
-    result = subprocess.run([sys.executable, str(SCENE_SCRIPT), "--out", str(path)])
+    # Blender prints a "Saved: ..." line per render on stdout; the script's own progress
+    # goes to stderr.
+    result = subprocess.run([sys.executable, str(SCENE_SCRIPT), "--out", str(path)],
+                            stdout=subprocess.DEVNULL)
     if result.returncode != 0:
         raise IsrfError(f"{SCENE_SCRIPT}: rendering the default scene failed "
                         f"(exit code {result.returncode})")

@@ -88,6 +88,12 @@ class FieldConfig:
     unbounded_samples: PositiveInt = 24
     """360 scenes: samples in the contracted outer shell of every ray."""
 
+    def __post_init__(self):
+        if self.num_voxels_start > self.num_voxels:
+            raise ValueError("num_voxels_start must not exceed num_voxels")
+        if len(set(self.upscale_steps)) != len(self.upscale_steps):
+            raise ValueError("upscale_steps must not repeat a step")
+
 
 @dataclass(config=_STRICT)
 class TrainConfig:
@@ -136,7 +142,7 @@ _CONFIG_ADAPTER = TypeAdapter(Config)
 def _describe(error: ValidationError, source: str, overridden: set[str] = frozenset()) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
-    if any(key == k or key.startswith(k + ".") for k in overridden):
+    if any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in overridden):
         source = "--set"
     message = first["msg"]
     if first["type"] in ("extra_forbidden", "unexpected_keyword_argument"):

@@ -196,3 +196,9 @@ def test_cli_missing_config_exits_2_naming_the_file(capsys, tmp_path):
 def test_cli_malformed_set_exits_2_naming_the_item(capsys):
     code, err = _cli(capsys, "train", "--set", "steps=3")
     _assert_one_error_line(code, err, "steps=3")
+
+
+def test_inconsistent_grid_sizes_are_rejected():
+    message = load_error(None, ["field.num_voxels_start=9999999"])
+    assert message.startswith("--set: field:") and "num_voxels_start" in message
+    assert "repeat" in load_error(None, ["field.upscale_steps=[5,5]"])
