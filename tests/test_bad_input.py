@@ -137,19 +137,6 @@ def test_llff_image_count_not_matching_poses_is_named(capsys, llff, tmp_path):
     assert_one_error_line(code, err, str(llff / "images"), "5 images", "6 poses")
 
 
-def test_llff_images_of_different_sizes_name_the_odd_one(capsys, llff, tmp_path):
-    shrink(llff / "images" / "img_004.png")
-    code, _, err = train(capsys, llff, tmp_path / "run")
-    assert_one_error_line(code, err, str(llff / "images" / "img_004.png"))
-
-
-@pytest.mark.parametrize("corruption", CORRUPTIONS)
-def test_llff_corrupt_image_is_named(capsys, llff, tmp_path, corruption):
-    CORRUPTIONS[corruption](llff / "images" / "img_002.png")
-    code, _, err = train(capsys, llff, tmp_path / "run")
-    assert_one_error_line(code, err, str(llff / "images" / "img_002.png"))
-
-
 def test_llff_missing_downscaled_image_folder_is_named(capsys, llff, tmp_path):
     code, _, err = train(capsys, llff, tmp_path / "run", "--set", "data.downscale=8")
     assert_one_error_line(code, err, str(llff / "images_8"))
@@ -200,23 +187,33 @@ def test_transforms_without_focal_length_is_named(capsys, spheres, tmp_path):
     assert_one_error_line(code, err, str(path), "focal")
 
 
-@pytest.mark.parametrize("corruption", CORRUPTIONS)
-def test_transforms_corrupt_image_is_named(capsys, spheres, tmp_path, corruption):
-    CORRUPTIONS[corruption](spheres / "images" / "r_002.png")
-    code, _, err = train(capsys, spheres, tmp_path / "run")
-    assert_one_error_line(code, err, str(spheres / "images" / "r_002.png"))
-
-
 def test_transforms_with_every_image_missing_is_one_error_line(capsys, spheres, tmp_path):
     shutil.rmtree(spheres / "images")
     code, _, err = train(capsys, spheres, tmp_path / "run")
     assert_one_error_line(code, err, str(spheres), "none of the frames' image files exist")
 
 
-def test_transforms_images_of_different_sizes_name_the_odd_one(capsys, spheres, tmp_path):
-    shrink(spheres / "images" / "r_003.png")
-    code, _, err = train(capsys, spheres, tmp_path / "run")
-    assert_one_error_line(code, err, str(spheres / "images" / "r_003.png"))
+# ----- bad images, in either layout ----------------------------------------------------
+
+# fixture name -> an image inside that scene
+IMAGE_IN = {"llff": "images/img_002.png", "spheres": "images/r_002.png"}
+
+
+@pytest.mark.parametrize("layout", IMAGE_IN)
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_corrupt_image_is_named(capsys, request, tmp_path, layout, corruption):
+    image = request.getfixturevalue(layout) / IMAGE_IN[layout]
+    CORRUPTIONS[corruption](image)
+    code, _, err = train(capsys, image.parents[1], tmp_path / "run")
+    assert_one_error_line(code, err, str(image))
+
+
+@pytest.mark.parametrize("layout", IMAGE_IN)
+def test_image_of_a_different_size_is_named(capsys, request, tmp_path, layout):
+    image = request.getfixturevalue(layout) / IMAGE_IN[layout]
+    shrink(image)
+    code, _, err = train(capsys, image.parents[1], tmp_path / "run")
+    assert_one_error_line(code, err, str(image))
 
 
 # ----- what a failing run leaves behind -------------------------------------------------
