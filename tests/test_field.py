@@ -1,0 +1,98 @@
+"""The field's building blocks against closed-form answers: spaces, grids, compositing."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from engine.config import FieldConfig
+from engine.field import spaces
+from engine.field.grids import DenseGrid, VMGrid
+from engine.field.radiance_field import RadianceField
+from engine.field.renderer import RaySpace, render_rays
+
+INTRINSICS = (400.0, 380.0, 504.0, 378.0)  # fx, fy, W, H of the NDC reference camera
+
+
+def test_ndc_rays_map_world_points_onto_the_ndc_ray():
+    origins = torch.tensor([[0.1, -0.2, 0.0], [-0.3, 0.1, 0.05]])
+    dirs = torch.tensor([[0.05, 0.02, -1.0], [-0.1, 0.08, -1.0]])
+    o_ndc, d_ndc = spaces.ndc_rays(origins, dirs, INTRINSICS)
+    for t in (0.0, 0.3, 0.7, 0.95):
+        world = spaces.ndc_to_world(o_ndc + t * d_ndc, INTRINSICS)
+        # the point lies on the world ray: its offset from the origin is parallel to dirs
+        offset = world - origins
+        cross = torch.linalg.cross(offset, dirs)
+        assert cross.norm(dim=-1).max() < 1e-4 * offset.norm(dim=-1).max()
+    assert torch.allclose(o_ndc[:, 2], torch.full((2,), -1.0))  # starts on the near plane
+    assert torch.allclose((o_ndc + d_ndc)[:, 2], torch.ones(2))  # ends at infinity
+
+
+def test_contraction_keeps_the_unit_cube_and_bounds_the_rest():
+    inside = torch.rand(100, 3) * 2 - 1
+    assert torch.equal(spaces.contract(inside), inside)
+    far = torch.randn(100, 3) * 1000
+    contracted = spaces.contract(far)
+    assert contracted.abs().amax(-1).max() <= 1 + spaces.SHELL
+    assert contracted.abs().amax(-1).min() > 1.0
+    # along a ray outwards, the contracted distance keeps growing
+    ray = torch.linspace(1.5, 500, 50)[:, None] * torch.tensor([[0.6, 0.3, 0.2]])
+    norms = spaces.contract(ray).abs().amax(-1)
+    assert (norms.diff() > 0).all()
+
+
+def _linear(points: torch.Tensor) -> torch.Tensor:
+    return 0.5 * points[..., 0] - 2.0 * points[..., 1] + points[..., 2] + 0.25
+
+
+def test_dense_grid_resample_onto_a_smaller_box_is_exact_for_linear_fields():
+    old_box = (torch.tensor([-1.0, -2.0, 0.0]), torch.tensor([1.0, 2.0, 3.0]))
+    grid = DenseGrid(1, [9, 17, 13])
+    axes = [torch.linspace(float(lo), float(hi), n) for lo, hi, n in zip(*old_box, [9, 17, 13])]
+    with torch.no_grad():
+        grid.grid[0, 0] = _linear(torch.stack(torch.meshgrid(*axes, indexing="ij"), -1))
+    new_box = (torch.tensor([-0.5, -1.0, 1.0]), torch.tensor([0.8, 1.5, 2.5]))
+    grid.resample(old_box, new_box, [20, 31, 11])
+    points = new_box[0] + torch.rand(200, 3) * (new_box[1] - new_box[0])
+    coords = (points - new_box[0]) / (new_box[1] - new_box[0]) * 2 - 1
+    assert torch.allclose(grid(coords)[:, 0], _linear(points), atol=1e-5)
+
+
+def test_vm_grid_resample_preserves_its_values():
+    vm = VMGrid(channels=5, rank=3, resolution=[8, 10, 12])
+    with torch.no_grad():  # linear planes and lines: resampling them is exact
+        for plane in vm.planes:
+            a, b = plane.shape[2:]
+            u = torch.linspace(-1, 1, a)[:, None]
+            v = torch.linspace(-1, 1, b)[None, :]
+            plane[0] = torch.stack([u + 2 * v, 0.5 * u - v + 1, -u + 0.2 + 0 * v])
+        for line in vm.lines:
+            w = torch.linspace(-1, 1, line.shape[2])[:, None]
+            line[0] = torch.stack([w + 1, 2 * w, 0.3 - w])
+    coords = torch.rand(300, 3) * 2 - 1
+    with torch.no_grad():
+        before = vm(coords * 0.5)  # points inside the central half of the box
+    box = (torch.full((3,), -1.0), torch.ones(3))
+    vm.resample(box, (torch.full((3,), -0.5), torch.full((3,), 0.5)), [15, 9, 21])
+    with torch.no_grad():
+        assert torch.allclose(vm(coords), before, atol=1e-5)
+
+
+def test_constant_density_slab_has_the_analytic_opacity():
+    config = FieldConfig(num_voxels=32**3, num_voxels_start=32**3, weight_threshold=0.0)
+    box_min, box_max = torch.tensor([-1.0, -1.0, -1.0]), torch.tensor([1.0, 1.0, 1.0])
+    field = RadianceField(config, box_min, box_max, 32**3)
+    sigma = 0.05  # per final-grid voxel length
+    with torch.no_grad():
+        field.density.grid.fill_(math.log(math.expm1(sigma)) - field.act_shift)
+    origins = torch.tensor([[-3.0, 0.1, 0.2], [0.3, -3.0, -0.4]])
+    dirs = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    with torch.no_grad():
+        out = render_rays(field, RaySpace("bounded", (1.0, 1.0, 1.0)), origins, dirs)
+    voxels_crossed = 2.0 / float(field.final_voxel_size)  # the box is 2 units across
+    expected = 1 - math.exp(-sigma * voxels_crossed)
+    assert out["opacity"].tolist() == pytest.approx([expected, expected], abs=0.02)
+    # colour = (opacity x field colour) + transmittance x white background
+    assert (out["rgb"] <= 1.0).all() and (out["rgb"] >= 1 - expected - 1e-4).all()
