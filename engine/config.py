@@ -50,7 +50,6 @@ class DataConfig:
     bbox: list[list[Annotated[float, Field(strict=True)]]] | None = None
     """Bounded scenes: override the scene box [[xmin,ymin,zmin],[xmax,ymax,zmax]] (world)."""
 
-
     @field_validator("format", mode="before")
     @classmethod
     def _number_as_name(cls, value):

@@ -8,7 +8,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -172,7 +171,6 @@ class Trainer:
         return path
 
     def run(self, progress: bool = True, cancel: threading.Event | None = None,
-            on_step: Callable[[int, float], None] | None = None,
             final_eval: bool = True) -> TrainReport:
         """Train to `train.steps`. Ctrl+C or `cancel` saves a checkpoint, then raises Cancelled.
 
@@ -192,8 +190,6 @@ class Trainer:
                 self.elapsed += time.perf_counter() - started
                 bar.update(1)
                 bar.set_postfix(psnr=f"{psnr(mse):.2f}", voxels=_voxels(self.field))
-                if on_step is not None:
-                    on_step(self.step, mse)
                 if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
                     value = self.evaluate(t.eval_views)
                     if value is not None:
