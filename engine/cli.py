@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import time
 import sys
 import warnings
 from pathlib import Path
@@ -26,26 +27,43 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                         help="compute device (default: cuda when available, else cpu)")
 
 
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set train.steps=500 (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isrf", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a radiance field on a scene")
-    train.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
-    train.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set train.steps=500 (repeatable)")
+    train = commands.add_parser("train", help="train a radiance field on a scene, then distil "
+                                              "its semantic features (distill.steps > 0)")
+    _add_config(train)
     train.add_argument("--resume", action="store_true",
                        help="continue from <train.out_dir>/checkpoint.pt")
     _add_device(train)
+
+    features = commands.add_parser("features", help="extract (or check the cache of) a scene's "
+                                                    "2D semantic features")
+    _add_config(features)
+    features.add_argument("--weights", type=Path, help="backbone weights file "
+                                                       "(overrides features.weights)")
+    features.add_argument("--no-cache", action="store_true",
+                          help="extract again even when the cache is current (and do not write it)")
+    _add_device(features)
 
     render = commands.add_parser("render", help="render dataset views of a trained field")
     render.add_argument("--checkpoint", type=Path, required=True)
     render.add_argument("--views", choices=["test", "train", "all"], default="test")
     render.add_argument("--out", type=Path, required=True, help="folder for PNGs + metrics.json")
+    render.add_argument("--features", action="store_true",
+                        help="also render the feature field beside the 2D features, and score "
+                             "their cosine similarity")
     _add_device(render)
 
     demo = commands.add_parser("demo", help="the main job: make the default scene if missing, "
-                                            "train, render the test views")
+                                            "train, distil features, render the test views")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _add_device(demo)
     return parser
@@ -53,9 +71,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print_metrics(metrics: dict, out_dir: Path) -> None:
     mean = metrics["mean"]
+    cosine = (f", feature cosine {mean['feature_cosine']:.3f} "
+              f"(all pixels {mean['feature_cosine_all']:.3f})" if "feature_cosine" in mean else "")
     print(f"{len(metrics['per_view'])} {metrics['views']} views: PSNR {mean['psnr']:.2f} dB, "
-          f"SSIM {mean['ssim']:.3f}")
+          f"SSIM {mean['ssim']:.3f}{cosine}")
     print(f"renders and metrics.json in {out_dir}")
+
+
+def _train_and_distill(scene, resume: bool, final_eval: bool) -> None:
+    report = scene.train(resume=resume, final_eval=final_eval)
+    final = f"; test PSNR {report.final_psnr:.2f} dB" if report.final_psnr is not None else ""
+    print(f"colour: {report.steps} steps, {report.seconds:.0f} s{final}")
+    if scene.config.distill.steps > 0:
+        report = scene.distill(resume=resume, final_eval=final_eval)
+        final = (f"; test feature cosine {report.test_cosine:.3f}"
+                 if report.test_cosine is not None else "")
+        print(f"features: {report.steps} steps, {report.seconds:.0f} s{final}")
+    print(f"checkpoint: {scene.checkpoint_path}")
 
 
 def cmd_train(args) -> None:
@@ -63,17 +95,31 @@ def cmd_train(args) -> None:
 
     scene = Scene(load_config(args.config, args.overrides), args.device)
     print(scene.data.summary(), file=sys.stderr)
-    report = scene.train(resume=args.resume)
-    final = f"{report.final_psnr:.2f} dB" if report.final_psnr is not None else "n/a (no test views)"
-    print(f"trained {report.steps} steps in {report.seconds:.0f} s; test PSNR {final}")
-    print(f"checkpoint: {report.checkpoint}")
+    _train_and_distill(scene, args.resume, final_eval=True)
+
+
+def cmd_features(args) -> None:
+    from engine.scene import Scene
+
+    overrides = list(args.overrides)
+    if args.weights is not None:
+        overrides.append(f"features.weights={str(args.weights)!r}")
+    scene = Scene(load_config(args.config, overrides), args.device)
+    print(scene.data.summary(), file=sys.stderr)
+    started = time.perf_counter()
+    maps = scene.extract_features(use_cache=not args.no_cache)
+    n, h, w, dims = maps.maps.shape
+    print(f"{scene.config.features.backbone}: {n} images -> {w}x{h} feature maps of {dims} "
+          f"channels ({time.perf_counter() - started:.1f} s)")
+    if maps.path is not None and not args.no_cache:
+        print(f"cache: {maps.path}")
 
 
 def cmd_render(args) -> None:
     from engine.scene import Scene
 
     scene = Scene.from_checkpoint(args.checkpoint, args.device)
-    _print_metrics(scene.render_views(args.views, args.out), args.out)
+    _print_metrics(scene.render_views(args.views, args.out, features=args.features), args.out)
 
 
 def ensure_default_scene(path: Path = DEFAULT_SCENE) -> Path:
@@ -99,13 +145,13 @@ def cmd_demo(args) -> None:
     overrides = [f"data.path={str(scene_path)!r}", *args.overrides]
     scene = Scene(load_config(DEFAULT_CONFIG, overrides), args.device)
     print(scene.data.summary(), file=sys.stderr)
-    report = scene.train(final_eval=False)  # the test views are rendered and scored next
-    print(f"trained {report.steps} steps in {report.seconds:.0f} s; checkpoint: {report.checkpoint}")
+    _train_and_distill(scene, resume=False, final_eval=False)  # the test views are scored next
     out_dir = Path(scene.config.train.out_dir) / "test_views"
-    _print_metrics(scene.render_views("test", out_dir), out_dir)
+    with_features = scene.config.distill.steps > 0
+    _print_metrics(scene.render_views("test", out_dir, features=with_features), out_dir)
 
 
-COMMANDS = {"train": cmd_train, "render": cmd_render, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "features": cmd_features, "render": cmd_render, "demo": cmd_demo}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -1,6 +1,7 @@
 """Typed configuration: dataclasses validated by pydantic, loaded from TOML files.
 
-A config file has up to three tables, `[data]`, `[field]` and `[train]`; every key is
+A config file has up to five tables, `[data]`, `[field]`, `[train]`, `[features]` and
+`[distill]`; every key is
 optional and falls back to the default written here. Unknown keys and values of the
 wrong type are rejected with a message that names the key. `--set section.key=value`
 overrides are applied to the TOML data before validation, so they are checked the same
@@ -128,11 +129,63 @@ class TrainConfig:
     """Where checkpoints and renders go."""
 
 
+Bool = Annotated[bool, Field(strict=True)]
+Backbone = Literal["efficientnet_lite0", "dino_vitb8", "dino_vits8", "dinov2_vits14"]
+
+
+@dataclass(config=_STRICT)
+class FeaturesConfig:
+    backbone: Backbone = "efficientnet_lite0"
+    """2D feature extractor. `dino_vitb8` is ISRF's; `efficientnet_lite0` ships with the
+    engine and works offline (the DINO models need their weights: see `weights`)."""
+    weights: Str | None = None
+    """Weights file for the backbone (.safetensors or .pth; timm's or the authors' release).
+    None: the packaged file (efficientnet_lite0) or the Hugging Face hub cache."""
+    download: Bool = False
+    """Download missing DINO weights from the Hugging Face hub (needs a connection)."""
+    input_size: NonNegativeInt = 448
+    """Long side, in pixels, of the images fed to the backbone (rounded to the backbone's
+    patch multiple); 0 keeps the images' own size."""
+    scales: list[PositiveFloat] = dataclasses.field(default_factory=lambda: [1.0])
+    """Backbone passes per image, at these multiples of `input_size`; their features are
+    averaged (on the 1.0 pass's grid). Several scales make features more alike across views."""
+    flip: Bool = False
+    """Also run every pass on the mirrored image and average (consistency, 2x the time)."""
+    dims: PositiveInt = 64
+    """Feature channels after PCA (fitted over all patches of all training images)."""
+    batch_size: PositiveInt = 4
+    """Images per backbone call."""
+    cache_dir: Str | None = None
+    """Where extracted features are cached. None: `.isrf_cache/` in the scene folder, or
+    ~/.cache/isrf/ when that folder is read-only."""
+
+
+@dataclass(config=_STRICT)
+class DistillConfig:
+    steps: NonNegativeInt = 1000
+    """Feature-distillation steps after the colour stage (0: no feature field)."""
+    batch_rays: PositiveInt = 4096
+    """Rays per step, drawn at random from all training pixels."""
+    rank: PositiveInt = 16
+    """Components per plane/line pair of the VM feature grid (its memory: 3 x rank x n^2)."""
+    samples_per_ray: NonNegativeInt = 8
+    """Feature samples per ray in training, drawn by rendering weight (0: every sample
+    above the weight threshold; slower, same result in expectation)."""
+    lr_grid: PositiveFloat = 0.02
+    lr_basis: PositiveFloat = 1e-3
+    lr_decay: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.1
+    """Learning rates decay exponentially to this fraction of their start by the last step."""
+    checkpoint_every: NonNegativeInt = 500
+    """Write a checkpoint every n steps (and always at the end or on cancel)."""
+
+
 @dataclass(config=_STRICT)
 class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    features: FeaturesConfig = dataclasses.field(default_factory=FeaturesConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
 
 
 _CONFIG_ADAPTER = TypeAdapter(Config)

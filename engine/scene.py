@@ -1,8 +1,9 @@
 """`Scene`: one loaded scene and every operation on it.
 
 The CLI (and later the loopback server and the Blender add-on) are thin layers over
-these methods. A Scene owns its config, its posed images (loaded on first use) and its
-radiance field (trained, or restored from a checkpoint).
+these methods. A Scene owns its config, its posed images (loaded on first use), its
+radiance field (trained, or restored from a checkpoint), its 2D feature maps (extracted
+or read from the cache on first use) and its distilled feature field.
 """
 
 from __future__ import annotations
@@ -21,10 +22,15 @@ from engine.atomic import atomic_path, write_json
 from engine.config import Config, config_from_dict
 from engine.data import PosedImages, load_scene
 from engine.errors import Cancelled, IsrfError
+from engine.features.extract import extract_features
+from engine.features.maps import FeatureMaps
+from engine.features.visualize import FeatureColoring
+from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, render_image
 from engine.metrics import image_metrics
-from engine.train.checkpoint import load_checkpoint
+from engine.train.checkpoint import load_checkpoint, save_checkpoint
+from engine.train.distiller import Distiller, DistillReport, feature_cosine
 from engine.train.trainer import CHECKPOINT_NAME, Trainer, TrainReport, field_for
 
 ViewSet = Literal["test", "train", "all"]
@@ -53,8 +59,14 @@ class Scene:
         self.config = _absolute_data_path(config)
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self._data: PosedImages | None = None
+        self._feature_maps: FeatureMaps | None = None
         self.field: RadianceField | None = None
+        self.features: FeatureField | None = None
         self.step = 0
+        self._color_state: dict | None = None
+        """The colour stage's checkpoint content, kept so the feature stage can save beside it."""
+        self._feature_state: dict | None = None
+        """The checkpoint's `features` section (to resume distillation from)."""
 
     # ----- loading --------------------------------------------------------------
     @property
@@ -67,9 +79,16 @@ class Scene:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> "Scene":
         content = load_checkpoint(path)
         scene = cls(config_from_dict(content["config"], f"{path} (config)"), device)
-        scene.field = RadianceField.from_state_dict(scene.config.field, content["field"]).to(scene.device)
-        scene.step = int(content["step"])
+        scene._restore(content)
         return scene
+
+    def _restore(self, content: dict) -> None:
+        self.field = RadianceField.from_state_dict(self.config.field, content["field"]).to(self.device)
+        self.step = int(content["step"])
+        self._feature_state = content.pop("features", None)
+        self._color_state = content
+        if self._feature_state is not None:
+            self.features = FeatureField.from_state_dict(self._feature_state["field"]).to(self.device)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -92,17 +111,69 @@ class Scene:
             if not self.checkpoint_path.is_file():
                 raise IsrfError(f"{self.checkpoint_path}: nothing to resume (no checkpoint yet)")
             content = load_checkpoint(self.checkpoint_path)
-            self.field = RadianceField.from_state_dict(self.config.field, content["field"])
+            self._restore(content)
+            if self.step >= self.config.train.steps:  # colour stage done: keep it as it is
+                return TrainReport(self.step, content["elapsed"], None, content["history"],
+                                   self.checkpoint_path)
             state = dict(start_step=content["step"], optimizer_state=content["optimizer"],
                          history=content["history"], elapsed=content["elapsed"])
             torch.set_rng_state(content["rng"])
         else:
             torch.manual_seed(self.config.train.seed)
             self.field = field_for(self.data, self.config)
+        # More colour training makes any distilled features stale: they start over.
+        self.features, self._feature_state = None, None
         trainer = Trainer(self.data, self.config, self.field, self.device, **state)
         report = trainer.run(progress=progress, cancel=cancel, final_eval=final_eval)
         self.step = trainer.step
+        self._color_state = trainer.checkpoint_content()
         return report
+
+    # ----- features -------------------------------------------------------------
+    def extract_features(self, progress: bool = True, cancel: threading.Event | None = None,
+                         use_cache: bool = True) -> FeatureMaps:
+        """The 2D feature maps of every image (from the cache when current)."""
+        self._feature_maps = extract_features(self.data, self.config.features, self.device,
+                                              progress, cancel, use_cache)
+        return self._feature_maps
+
+    @property
+    def feature_maps(self) -> FeatureMaps:
+        if self._feature_maps is None:
+            self.extract_features(progress=False)
+        return self._feature_maps
+
+    def distill(self, resume: bool = False, progress: bool = True,
+                cancel: threading.Event | None = None, final_eval: bool = True) -> DistillReport:
+        """Distil the 2D features into a feature field (`distill.steps`), after the colour
+        stage. resume: continue the checkpoint's feature stage."""
+        field = self._require_field()
+        if self._color_state is None:
+            raise IsrfError("distillation needs the colour stage's checkpoint: train first "
+                            "or load a checkpoint")
+        maps = self.extract_features(progress, cancel)
+        state = self._feature_state if resume else None
+        if state is not None and state.get("maps_key") != maps.key:
+            raise IsrfError(f"{self.checkpoint_path}: its features were distilled from other 2D "
+                            f"features than the current config gives; train without --resume")
+        if state is not None:
+            features = FeatureField.from_state_dict(state["field"])
+            resume_args = dict(start_step=state["step"], optimizer_state=state["optimizer"],
+                               history=state["history"], elapsed=state["elapsed"])
+        else:
+            torch.manual_seed(self.config.train.seed)
+            features = FeatureField(maps.dims, self.config.distill.rank, field.resolution)
+            resume_args = {}
+        distiller = Distiller(self.data, self.config, field, features, maps, self.device,
+                              self._save_with_features, **resume_args)
+        self.features = distiller.features
+        report = distiller.run(progress=progress, cancel=cancel, final_eval=final_eval)
+        self._feature_state = distiller.checkpoint_section()
+        return report
+
+    def _save_with_features(self, section: dict) -> Path:
+        save_checkpoint(self.checkpoint_path, **self._color_state, features=section)
+        return self.checkpoint_path
 
     # ----- rendering ------------------------------------------------------------
     def view_ids(self, which: ViewSet) -> list[int]:
@@ -118,28 +189,58 @@ class Scene:
         return render_image(field, RaySpace.of(self.data), self.data.cameras.to(self.device), cam_id)
 
     def render_views(self, which: ViewSet, out_dir: str | Path, progress: bool = True,
-                     cancel: threading.Event | None = None) -> dict:
-        """Render a view set to PNGs and write metrics.json (PSNR / SSIM per view)."""
+                     cancel: threading.Event | None = None, features: bool = False) -> dict:
+        """Render a view set to PNGs and write metrics.json (PSNR / SSIM per view).
+
+        features: also write, per view, the rendered features beside the 2D backbone
+        features (one shared PCA-to-RGB colouring) and add their mean cosine similarity
+        to the metrics."""
         out_dir = Path(out_dir)
         ids = self.view_ids(which)
         if not ids:
             raise IsrfError(f"the scene has no {which} views")
+        if features and self.features is None:
+            raise IsrfError("this checkpoint has no feature field: train with distill.steps > 0")
+        coloring = self._feature_coloring(ids) if features else None
         rows = []
         for i in tqdm(ids, desc=f"render {which}", disable=not progress, unit="view"):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"rendering cancelled after {len(rows)} of {len(ids)} views")
             rendered = self.render(i)["rgb"].clamp(0, 1).cpu().numpy()
             name = f"{i:03d}_{Path(self.data.names[i]).stem}.png"
-            with atomic_path(out_dir / name) as temp:
-                Image.fromarray(np.round(rendered * 255).astype(np.uint8)).save(temp, format="PNG")
+            _write_png(out_dir / name, np.round(rendered * 255).astype(np.uint8))
             target = self.data.image_float(i).numpy()
             split = "test" if i in self.data.test_ids else "train"
-            rows.append({"index": i, "name": self.data.names[i], "split": split, "file": name,
-                         **image_metrics(rendered, target)})
+            row = {"index": i, "name": self.data.names[i], "split": split, "file": name,
+                   **image_metrics(rendered, target)}
+            if coloring is not None:
+                row.update(self._render_feature_view(i, coloring, out_dir))
+            rows.append(row)
+        keys = ("psnr", "ssim") + (("feature_cosine", "feature_cosine_all") if features else ())
         metrics = {
             "scene": str(self.data.source), "views": which, "step": self.step,
-            "mean": {key: float(np.mean([r[key] for r in rows])) for key in ("psnr", "ssim")},
+            "mean": {key: float(np.mean([r[key] for r in rows])) for key in keys},
             "per_view": rows,
         }
         write_json(out_dir / "metrics.json", metrics)
         return metrics
+
+    def _feature_coloring(self, ids: list[int]) -> FeatureColoring:
+        maps = self.feature_maps.maps[ids]
+        return FeatureColoring.fit(maps.reshape(-1, maps.shape[-1]))
+
+    def _render_feature_view(self, i: int, coloring: FeatureColoring, out_dir: Path) -> dict:
+        cosines, rendered, target = feature_cosine(
+            self.field, self.features, RaySpace.of(self.data), self.data.cameras.to(self.device),
+            self.feature_maps, i)
+        gap = np.full((rendered.shape[0], 4, 3), 255, np.uint8)
+        picture = np.concatenate([coloring.to_rgb(rendered), gap, coloring.to_rgb(target)], 1)
+        name = f"{i:03d}_{Path(self.data.names[i]).stem}_features.png"
+        _write_png(out_dir / name, picture)
+        return {"feature_cosine": cosines["cosine"], "feature_cosine_all": cosines["cosine_all"],
+                "feature_file": name}
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    with atomic_path(path) as temp:
+        Image.fromarray(pixels).save(temp, format="PNG")

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 # A field small enough that one training step takes a moment on a CPU.
 TINY_FIELD = ["--set", "field.num_voxels=4096", "--set", "field.num_voxels_start=4096",
               "--set", "field.upscale_steps=[]", "--set", "train.batch_rays=64",
-              "--set", "train.eval_every=0"]
+              "--set", "train.eval_every=0", "--set", "distill.steps=0"]
 
 
 # ----- fixtures and helpers --------------------------------------------------------------

@@ -21,6 +21,7 @@ from synthetic import make_sphere_scene, write_llff
 TINY = [
     "field.num_voxels=110592", "field.num_voxels_start=8000", "field.upscale_steps=[100,200]",
     "train.batch_rays=1024", "train.eval_every=0", "train.checkpoint_every=0",
+    "distill.steps=0",  # the feature stage has its own tests (test_distill.py)
 ]
 PSNR_THRESHOLD = 20.0  # dB on held-out views after 500 steps (measured: 22.3 dB)
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from engine.data.posed_images import PosedImages
 from engine.field import spaces
+from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 
 FAR_UNBOUNDED = 1e4  # contracted scenes: the outer shell's samples end here (world units)
@@ -101,6 +102,18 @@ def _contracted_samples(field, space, origins, unit, step, jitter):
     return points, t, valid, interval
 
 
+def ray_weights(field: RadianceField, samples: Samples) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rendering weight of every sample [M] and the light that passes each ray [R]."""
+    R, S = samples.shape
+    tau = field.sigma(samples.points) * samples.interval            # optical depth [M]
+    dense = torch.zeros(R * S, device=tau.device, dtype=tau.dtype).index_put(
+        (samples.flat_index,), tau).reshape(R, S)
+    through = dense.cumsum(1)                                      # inclusive, per ray
+    exclusive = (through - dense).reshape(-1)[samples.flat_index]
+    weights = (1 - torch.exp(-tau)) * torch.exp(-exclusive)
+    return weights, torch.exp(-through[:, -1])
+
+
 def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
               background: torch.Tensor) -> dict[str, torch.Tensor]:
     """Alpha-composite samples into per-ray colour [R, 3], depth [R], opacity [R].
@@ -108,23 +121,16 @@ def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
     Also returns, for the K samples whose colour was evaluated, their colour [K, 3],
     weight [K] and ray index [K].
     """
-    R, S = samples.shape
-    tau = field.sigma(samples.points) * samples.interval            # optical depth [M]
-    dense = torch.zeros(R * S, device=tau.device, dtype=tau.dtype).index_put(
-        (samples.flat_index,), tau).reshape(R, S)
-    through = dense.cumsum(1)                                      # inclusive, per ray
-    exclusive = (through - dense).reshape(-1)[samples.flat_index]
-    weights = (1 - torch.exp(-tau)) * torch.exp(-exclusive)        # [M]
-    transmittance = torch.exp(-through[:, -1])                     # [R] light that passes
-
+    R, _ = samples.shape
+    weights, transmittance = ray_weights(field, samples)
     visible = weights.detach() > field.config.weight_threshold
     ray = samples.ray_index[visible]
     w = weights[visible]
     rgb = field.rgb(samples.points[visible], viewdirs, ray)
-    color = torch.zeros(R, 3, device=tau.device).index_add(0, ray, w[:, None] * rgb)
+    color = torch.zeros(R, 3, device=w.device).index_add(0, ray, w[:, None] * rgb)
     color = color + transmittance[:, None] * background
-    depth = torch.zeros(R, device=tau.device).index_add(0, samples.ray_index,
-                                                        weights * samples.depth)
+    depth = torch.zeros(R, device=w.device).index_add(0, samples.ray_index,
+                                                      weights * samples.depth)
     return {"rgb": color, "depth": depth, "opacity": 1 - transmittance,
             # per visible sample, for losses that supervise samples directly
             "sample_rgb": rgb, "sample_weight": w, "sample_ray": ray}
@@ -139,13 +145,69 @@ def render_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
     return composite(field, samples, viewdirs, background)
 
 
+def render_feature_rays(field: RadianceField, features: FeatureField, space: RaySpace,
+                        origins: torch.Tensor, dirs: torch.Tensor, jitter: bool = False,
+                        samples_per_ray: int = 0) -> dict[str, torch.Tensor]:
+    """Render the feature field along world rays [R, 3] -> features [R, D], opacity [R].
+
+    The radiance field only supplies the ray weights (no gradient flows into it); samples
+    below the colour's weight threshold are skipped, as for colour.
+
+    samples_per_ray > 0 (training): instead of all samples of a ray (often 50 or more
+    through soft surfaces), evaluate that many, drawn in proportion to their weights, and
+    take opacity x their mean: the same value in expectation, at a fraction of the cost."""
+    with torch.no_grad():
+        samples = sample_rays(field, space, origins, dirs, jitter)
+        weights, transmittance = ray_weights(field, samples)
+        visible = weights > field.config.weight_threshold
+        if samples_per_ray > 0:
+            points, ray, w = _draw_by_weight(samples, weights * visible, samples_per_ray)
+        else:
+            points, ray, w = samples.points[visible], samples.ray_index[visible], weights[visible]
+    values = features(field.normalize(points))                           # [K, D]
+    out = torch.zeros(len(origins), features.dims, device=values.device)
+    out = out.index_add(0, ray, w[:, None] * values) + transmittance[:, None] * features.background
+    return {"features": out, "opacity": 1 - transmittance}
+
+
+def _draw_by_weight(samples: Samples, weights: torch.Tensor, count: int):
+    """Per ray with any weight, `count` samples drawn (with replacement) in proportion to
+    `weights` [M] -> points [K, 3], ray index [K], and each draw's share of its ray's
+    weight (ray opacity / count) [K]."""
+    R, S = samples.shape
+    dense = torch.zeros(R * S, device=weights.device).index_put((samples.flat_index,), weights)
+    dense = dense.reshape(R, S)
+    total = dense.sum(1)
+    rays = torch.nonzero(total > 0)[:, 0]                               # [R']
+    if len(rays) == 0:
+        empty = samples.points[:0]
+        return empty, samples.ray_index[:0], weights[:0]
+    picks = torch.multinomial(dense[rays], count, replacement=True)     # [R', count]
+    lookup = torch.full((R * S,), -1, dtype=torch.long, device=weights.device)
+    lookup[samples.flat_index] = torch.arange(len(samples.flat_index), device=weights.device)
+    index = lookup[(rays[:, None] * S + picks).reshape(-1)]
+    ray = rays.repeat_interleave(count)
+    return samples.points[index], ray, (total[rays] / count).repeat_interleave(count)
+
+
+def _render_in_chunks(render, cameras, cam_id: int, chunk: int, keys: tuple[str, ...]):
+    origins, dirs = cameras.image_rays(cam_id)
+    parts = [render(origins[i:i + chunk], dirs[i:i + chunk]) for i in range(0, len(origins), chunk)]
+    H, W = cameras.height, cameras.width
+    return {key: torch.cat([p[key] for p in parts]).reshape(H, W, -1).squeeze(-1) for key in keys}
+
+
 @torch.no_grad()
 def render_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
                  chunk: int = 16384) -> dict[str, torch.Tensor]:
     """Render one camera's full image: rgb [H, W, 3], depth [H, W], opacity [H, W]."""
-    origins, dirs = cameras.image_rays(cam_id)
-    parts = [render_rays(field, space, origins[i:i + chunk], dirs[i:i + chunk])
-             for i in range(0, len(origins), chunk)]
-    H, W = cameras.height, cameras.width
-    return {key: torch.cat([p[key] for p in parts]).reshape(H, W, -1).squeeze(-1)
-            for key in ("rgb", "depth", "opacity")}
+    return _render_in_chunks(lambda o, d: render_rays(field, space, o, d), cameras, cam_id,
+                             chunk, ("rgb", "depth", "opacity"))
+
+
+@torch.no_grad()
+def render_feature_image(field: RadianceField, features: FeatureField, space: RaySpace, cameras,
+                         cam_id: int, chunk: int = 16384) -> dict[str, torch.Tensor]:
+    """Render one camera's feature image: features [H, W, D], opacity [H, W]."""
+    return _render_in_chunks(lambda o, d: render_feature_rays(field, features, space, o, d),
+                             cameras, cam_id, chunk, ("features", "opacity"))

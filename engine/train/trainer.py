@@ -3,9 +3,7 @@ upscaling, occupancy updates, periodic test PSNR, atomic checkpoints, resume, ca
 
 from __future__ import annotations
 
-import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,12 +12,12 @@ from tqdm import tqdm
 
 from engine.config import Config, config_to_dict
 from engine.data.posed_images import PosedImages
-from engine.errors import Cancelled
 from engine.metrics import psnr
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, render_image, render_rays
 from engine.field.spaces import SHELL, ndc_rays
 from engine.train.checkpoint import save_checkpoint
+from engine.train.loop import StepLoop
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -59,7 +57,10 @@ class TrainReport:
     checkpoint: Path | None = None
 
 
-class Trainer:
+class Trainer(StepLoop):
+    """The colour stage: trains the radiance field (density, colour grid, MLP)."""
+    name = "train"
+
     def __init__(self, scene: PosedImages, config: Config, field: RadianceField,
                  device: torch.device, start_step: int = 0, optimizer_state: dict | None = None,
                  history: list[dict] | None = None, elapsed: float = 0.0):
@@ -76,6 +77,7 @@ class Trainer:
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
         self.out_dir = Path(config.train.out_dir)
+        self.total_steps = config.train.steps
 
     # ----- schedule -------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -132,8 +134,8 @@ class Trainer:
             loss = loss + t.weight_tv_density * tv
         return loss, mse.item()
 
-    def train_step(self) -> float:
-        """One optimisation step; returns the batch's colour MSE."""
+    def train_step(self) -> dict[str, str]:
+        """One optimisation step; returns the batch's PSNR and the grid size for display."""
         self._maintain_grid()
         self._set_learning_rates()
         origins, dirs, target = self._random_rays(self.config.train.batch_rays)
@@ -143,7 +145,7 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         self.step += 1
-        return mse
+        return {"psnr": f"{psnr(mse):.2f}", "voxels": _voxels(self.field)}
 
     # ----- evaluation and checkpoints ------------------------------------------
     @torch.no_grad()
@@ -161,14 +163,26 @@ class Trainer:
         self.history.append({"step": self.step, "test_psnr": result, "seconds": self.elapsed})
         return result
 
+    def checkpoint_content(self) -> dict:
+        """What a checkpoint of this stage holds (tensors by reference, not copied)."""
+        return dict(config=config_to_dict(self.config), step=self.step,
+                    field=self.field.state_dict(), optimizer=self.optimizer.state_dict(),
+                    history=self.history, elapsed=self.elapsed, rng=torch.get_rng_state())
+
     def save(self) -> Path:
         path = self.out_dir / CHECKPOINT_NAME
-        save_checkpoint(
-            path, config=config_to_dict(self.config), step=self.step,
-            field=self.field.state_dict(), optimizer=self.optimizer.state_dict(),
-            history=self.history, elapsed=self.elapsed,
-            rng=torch.get_rng_state())
+        save_checkpoint(path, **self.checkpoint_content())
         return path
+
+    def after_step(self, bar: tqdm) -> None:
+        t = self.config.train
+        if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
+            value = self.evaluate(t.eval_views)
+            if value is not None:
+                bar.write(f"step {self.step}: test PSNR {value:.2f} dB "
+                          f"({self.elapsed:.0f} s of training)")
+        if t.checkpoint_every and self.step % t.checkpoint_every == 0:
+            self.save()
 
     def run(self, progress: bool = True, cancel: threading.Event | None = None,
             final_eval: bool = True) -> TrainReport:
@@ -177,31 +191,7 @@ class Trainer:
         final_eval: measure the test PSNR at the end (off when the caller renders the
         test views itself anyway).
         """
-        t = self.config.train
-        # Redraw often on a terminal; rarely when stderr is a log file (CI, a pipe).
-        bar = tqdm(total=t.steps, initial=self.step, disable=not progress, desc="train",
-                   unit="step", dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 15)
-        try:
-            while self.step < t.steps:
-                if cancel is not None and cancel.is_set():
-                    raise KeyboardInterrupt
-                started = time.perf_counter()
-                mse = self.train_step()
-                self.elapsed += time.perf_counter() - started
-                bar.update(1)
-                bar.set_postfix(psnr=f"{psnr(mse):.2f}", voxels=_voxels(self.field))
-                if t.eval_every and self.step % t.eval_every == 0 and self.step < t.steps:
-                    value = self.evaluate(t.eval_views)
-                    if value is not None:
-                        bar.write(f"step {self.step}: test PSNR {value:.2f} dB "
-                                  f"({self.elapsed:.0f} s of training)")
-                if t.checkpoint_every and self.step % t.checkpoint_every == 0:
-                    self.save()
-        except KeyboardInterrupt:
-            bar.close()
-            path = self.save()
-            raise Cancelled(f"training cancelled at step {self.step}; resume from {path}") from None
-        bar.close()
+        self.run_steps(progress, cancel)
         final = self.evaluate() if final_eval else None
         path = self.save()
         return TrainReport(self.step, self.elapsed, final, self.history, path)

@@ -1,0 +1,52 @@
+"""The step loop both training stages share: progress bar, timing, cancel, checkpoint on
+cancel. A stage subclasses `StepLoop` and supplies one step, what follows a step, and save."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from engine.errors import Cancelled
+
+
+class StepLoop:
+    name = "train"
+    step: int
+    total_steps: int
+    elapsed: float
+    """Seconds spent in optimisation steps (evaluation and saving excluded)."""
+
+    def train_step(self) -> dict[str, str]:
+        """One optimisation step; returns what the progress bar shows."""
+        raise NotImplementedError
+
+    def after_step(self, bar: tqdm) -> None:
+        """Periodic work after a step (evaluation, checkpoints)."""
+
+    def save(self) -> Path:
+        raise NotImplementedError
+
+    def run_steps(self, progress: bool, cancel: threading.Event | None) -> None:
+        """Step to `total_steps`. Ctrl+C or `cancel` saves a checkpoint, then raises Cancelled."""
+        # Redraw often on a terminal; rarely when stderr is a log file (CI, a pipe).
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not progress, desc=self.name,
+                   unit="step", dynamic_ncols=True, mininterval=0.2 if sys.stderr.isatty() else 15)
+        try:
+            while self.step < self.total_steps:
+                if cancel is not None and cancel.is_set():
+                    raise KeyboardInterrupt
+                started = time.perf_counter()
+                shown = self.train_step()
+                self.elapsed += time.perf_counter() - started
+                bar.update(1)
+                bar.set_postfix(shown)
+                self.after_step(bar)
+        except KeyboardInterrupt:
+            bar.close()
+            path = self.save()
+            raise Cancelled(f"{self.name} cancelled at step {self.step}; resume from {path}") from None
+        bar.close()
