@@ -71,8 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _print_metrics(metrics: dict, out_dir: Path) -> None:
     mean = metrics["mean"]
-    cosine = (f", feature cosine {mean['feature_cosine']:.3f} "
-              f"(all pixels {mean['feature_cosine_all']:.3f})" if "feature_cosine" in mean else "")
+    cosine = ""
+    if "feature_cosine" in mean:
+        shown = mean["feature_cosine"]
+        cosine = (f", feature cosine {'n/a' if shown is None else f'{shown:.3f}'} "
+                  f"(all pixels {mean['feature_cosine_all']:.3f})")
     print(f"{len(metrics['per_view'])} {metrics['views']} views: PSNR {mean['psnr']:.2f} dB, "
           f"SSIM {mean['ssim']:.3f}{cosine}")
     print(f"renders and metrics.json in {out_dir}")

@@ -219,7 +219,7 @@ class Scene:
         keys = ("psnr", "ssim") + (("feature_cosine", "feature_cosine_all") if features else ())
         metrics = {
             "scene": str(self.data.source), "views": which, "step": self.step,
-            "mean": {key: float(np.mean([r[key] for r in rows])) for key in keys},
+            "mean": {key: _mean([r[key] for r in rows]) for key in keys},
             "per_view": rows,
         }
         write_json(out_dir / "metrics.json", metrics)
@@ -239,6 +239,12 @@ class Scene:
         _write_png(out_dir / name, picture)
         return {"feature_cosine": cosines["cosine"], "feature_cosine_all": cosines["cosine_all"],
                 "feature_file": name}
+
+
+def _mean(values: list[float | None]) -> float | None:
+    """Mean of the values that exist (None where none does)."""
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present else None
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> None:

@@ -80,6 +80,10 @@ def test_unknown_section_names_file_and_section(tmp_path):
     ("[field]\nalpha_init = 1.5\n", "field.alpha_init"),  # out of range (< 1)
     ('[data]\nformat = "colmap"\n', "data.format"),     # not one of the Literal values
     ("[data]\nformat = 3\n", "data.format"),
+    ('[features]\nbackbone = "resnet50"\n', "features.backbone"),
+    ("[features]\nscales = [1.0, 0]\n", "features.scales.1"),
+    ('[features]\nflip = "yes"\n', "features.flip"),
+    ("[distill]\nsteps = -1\n", "distill.steps"),
 ])
 def test_bad_value_names_file_and_key(tmp_path, text, key):
     path = write(tmp_path, text)

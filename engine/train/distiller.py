@@ -46,7 +46,7 @@ background, where the field holds no features to compare."""
 
 @torch.no_grad()
 def feature_cosine(field: RadianceField, features: FeatureField, space: RaySpace, cameras,
-                   maps: FeatureMaps, cam_id: int) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+                   maps: FeatureMaps, cam_id: int) -> tuple[dict, torch.Tensor, torch.Tensor]:
     """Cosine similarity of view `cam_id`'s rendered features and its 2D features, and both
     images [H, W, D].
 
@@ -59,7 +59,7 @@ def feature_cosine(field: RadianceField, features: FeatureField, space: RaySpace
     target = maps.image(cam_id).to(rendered.device)
     similarity = F.cosine_similarity(rendered, target, dim=-1)
     scene_pixels = out["opacity"] >= SCENE_OPACITY
-    shown = float(similarity[scene_pixels].mean()) if scene_pixels.any() else float("nan")
+    shown = float(similarity[scene_pixels].mean()) if scene_pixels.any() else None
     return {"cosine": shown, "cosine_all": float(similarity.mean())}, rendered, target
 
 
@@ -124,12 +124,16 @@ class Distiller(StepLoop):
         return self._save(self.checkpoint_section())
 
     def evaluate(self, ids: list[int] | None = None) -> float | None:
-        """Mean held-out cosine similarity (all test views unless `ids`)."""
+        """Mean held-out cosine similarity (all test views unless `ids`); None without test
+        views or when none of their pixels shows the scene."""
         ids = self.scene.test_ids if ids is None else ids
         if not ids:
             return None
         values = [feature_cosine(self.field, self.features, self.space, self.cameras, self.maps,
                                  i)[0]["cosine"] for i in ids]
+        values = [v for v in values if v is not None]
+        if not values:
+            return None
         result = sum(values) / len(values)
         self.history.append({"step": self.step, "test_cosine": result, "seconds": self.elapsed})
         return result
