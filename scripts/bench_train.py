@@ -22,6 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench_common import save_rows  # noqa: E402  (scripts/ is on sys.path when run)
+
 # name -> (config, extra --set overrides, device, target dB, time budget s)
 CASES = {
     "default": ("configs/default.toml", [], "cpu", 27.0, 240),
@@ -110,15 +112,7 @@ def main() -> int:
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
         print(markdown(rows[-1:]), file=sys.stderr)
     device = "cuda" if any(r["device"] == "cuda" for r in rows) else "cpu"
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = args.out / f"train_{device}.json"
-    # Keep earlier rows of cases not run this time, so cases can be run one by one.
-    earlier = json.loads(results.read_text()) if results.is_file() else []
-    ran = {r["case"] for r in rows}
-    rows = [r for r in earlier if r["case"] not in ran] + rows
-    rows.sort(key=lambda r: list(CASES).index(r["case"]))
-    results.write_text(json.dumps(rows, indent=2) + "\n")
-    (args.out / f"train_{device}.md").write_text(markdown(rows))
+    rows = save_rows(args.out, f"train_{device}", rows, list(CASES), markdown)
     print(markdown(rows))
     return 0
 

@@ -75,6 +75,26 @@ def test_distillation_raises_held_out_cosine(colour_checkpoint, tmp_path):
     assert torch.equal(scene.render(0)["rgb"], reference)
 
 
+def test_weight_drawn_samples_render_the_same_in_expectation(colour_checkpoint, tmp_path):
+    from engine.field.renderer import render_feature_rays
+
+    scene = _scene(colour_checkpoint, tmp_path, "distill.steps=30")
+    scene.distill(progress=False, final_eval=False)   # features that vary like real ones
+    features = scene.features
+    torch.manual_seed(0)
+    origins, dirs = scene.data.cameras.image_rays(3)
+    space = RaySpace.of(scene.data)
+    with torch.no_grad():
+        exact = render_feature_rays(scene.field, features, space, origins, dirs)
+        drawn = torch.stack([render_feature_rays(scene.field, features, space, origins, dirs,
+                                                 samples_per_ray=16)["features"] for _ in range(40)])
+    hit = exact["opacity"] > 0.1
+    assert hit.sum() > 100
+    scale = exact["features"][hit].abs().mean()
+    error = (drawn.mean(0) - exact["features"])[hit].abs().mean()
+    assert error < 0.05 * scale, (float(error), float(scale))
+
+
 def test_feature_field_memory_is_low_rank():
     # fern images_4 at 320^3: a dense float32 64-channel grid would be 8.4 GB.
     field = FeatureField(64, 16, [320, 320, 320])

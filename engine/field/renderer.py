@@ -4,7 +4,8 @@ Per batch of R rays: map rays into the field's space, march S samples per ray (a
 [R, S] layout, invalid entries masked), keep the M samples that are inside an occupied
 voxel, evaluate density there, turn it into per-sample weights with an exclusive cumsum
 along each ray, evaluate colour only where the weight matters, and sum per ray with
-`index_add` (torch's own op; no torch_scatter).
+`index_add` (torch's own op; no torch_scatter). The feature field is rendered with the
+same weights (`render_feature_rays`).
 """
 
 from __future__ import annotations
