@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from engine.atomic import atomic_path, write_json
-from engine.config import Config, config_from_dict
+from engine.config import Config, config_from_dict, config_to_dict
 from engine.data import PosedImages, load_scene
 from engine.errors import Cancelled, IsrfError
 from engine.features.extract import extract_features
@@ -172,7 +172,9 @@ class Scene:
         return report
 
     def _save_with_features(self, section: dict) -> Path:
-        save_checkpoint(self.checkpoint_path, **self._color_state, features=section)
+        # The colour stage as it was saved, under the config this run uses (distill.* may differ).
+        content = {**self._color_state, "config": config_to_dict(self.config)}
+        save_checkpoint(self.checkpoint_path, **content, features=section)
         return self.checkpoint_path
 
     # ----- rendering ------------------------------------------------------------

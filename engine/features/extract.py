@@ -1,7 +1,7 @@
 """Extract a scene's 2D features once: backbone -> PCA -> L2 norm, cached on disk.
 
 The cache file is named after a digest of everything the features depend on (backbone,
-weights file contents, the images and the training split, the backbone's input size, D
+weights file contents, the images and the training split, the input sizes, flip, D
 and the extraction code's version), so a stale file is never read: any change gives a new
 name and a fresh extraction. Older files of the same backbone in that folder are deleted
 after a new one is written, so the cache holds one set per backbone.
