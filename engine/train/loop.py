@@ -43,7 +43,7 @@ class StepLoop:
                 shown = self.train_step()
                 self.elapsed += time.perf_counter() - started
                 bar.update(1)
-                bar.set_postfix(shown)
+                bar.set_postfix(shown, refresh=False)  # redrawn at the bar's own interval
                 self.after_step(bar)
         except KeyboardInterrupt:
             bar.close()
