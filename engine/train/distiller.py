@@ -24,7 +24,7 @@ from engine.features.maps import FeatureMaps
 from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, render_feature_image, render_feature_rays
-from engine.train.loop import StepLoop
+from engine.train.loop import StepLoop, decay_rates, decaying_adam, random_pixels
 
 
 @dataclass
@@ -81,23 +81,16 @@ class Distiller(StepLoop):
         self.step, self.total_steps = start_step, config.distill.steps
         self.history, self.elapsed = list(history or []), elapsed
         d = config.distill
-        groups = self.features.parameter_groups(d.lr_grid, d.lr_basis)
-        for group in groups:
-            group["base_lr"] = group["lr"]
-        self.optimizer = torch.optim.Adam(groups, betas=(0.9, 0.99))
+        self.optimizer = decaying_adam(self.features.parameter_groups(d.lr_grid, d.lr_basis))
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
         self._save = save
 
     def train_step(self) -> dict[str, str]:
         d = self.config.distill
-        factor = d.lr_decay ** (self.step / d.steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
-        count = d.batch_rays
-        cam = self.train_ids[torch.randint(len(self.train_ids), (count,), device=self.device)]
-        rows = torch.randint(self.scene.height, (count,), device=self.device)
-        cols = torch.randint(self.scene.width, (count,), device=self.device)
+        decay_rates(self.optimizer, d.lr_decay, self.step, d.steps)
+        cam, cols, rows = random_pixels(self.train_ids, self.scene.height, self.scene.width,
+                                        d.batch_rays)
         origins, dirs = self.cameras.rays(cam, cols, rows)
         target = self.maps.sample(cam, cols, rows)                               # [R, D]
         rendered = render_feature_rays(self.field, self.features, self.space, origins, dirs,

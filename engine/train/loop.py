@@ -8,9 +8,33 @@ import threading
 import time
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
 from engine.errors import Cancelled
+
+
+def decaying_adam(groups: list[dict]) -> torch.optim.Adam:
+    """Adam over parameter groups whose start rate is kept as `base_lr` (see `decay_rates`)."""
+    for group in groups:
+        group["base_lr"] = group["lr"]
+    return torch.optim.Adam(groups, betas=(0.9, 0.99))
+
+
+def decay_rates(optimizer: torch.optim.Optimizer, decay: float, step: int, steps: int) -> None:
+    """Exponential decay: every rate reaches `decay` x its start at `steps`."""
+    factor = decay ** (step / steps)
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * factor
+
+
+def random_pixels(train_ids: torch.Tensor, height: int, width: int, count: int):
+    """`count` random pixels of the training images: image ids, cols, rows (each [count])."""
+    device = train_ids.device
+    cam = train_ids[torch.randint(len(train_ids), (count,), device=device)]
+    rows = torch.randint(height, (count,), device=device)
+    cols = torch.randint(width, (count,), device=device)
+    return cam, cols, rows
 
 
 class StepLoop:

@@ -17,7 +17,7 @@ from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, render_image, render_rays
 from engine.field.spaces import SHELL, ndc_rays
 from engine.train.checkpoint import save_checkpoint
-from engine.train.loop import StepLoop
+from engine.train.loop import StepLoop, decay_rates, decaying_adam, random_pixels
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -82,15 +82,7 @@ class Trainer(StepLoop):
     # ----- schedule -------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.config.train
-        groups = self.field.parameter_groups(t.lr_density, t.lr_color_grid, t.lr_mlp)
-        for group in groups:
-            group["base_lr"] = group["lr"]
-        return torch.optim.Adam(groups, betas=(0.9, 0.99))
-
-    def _set_learning_rates(self) -> None:
-        factor = self.config.train.lr_decay ** (self.step / self.config.train.steps)
-        for group in self.optimizer.param_groups:
-            group["lr"] = group["base_lr"] * factor
+        return decaying_adam(self.field.parameter_groups(t.lr_density, t.lr_color_grid, t.lr_mlp))
 
     def _num_voxels_at_stage(self, stage: int) -> int:
         f = self.config.field
@@ -110,9 +102,7 @@ class Trainer(StepLoop):
 
     # ----- one step -------------------------------------------------------------
     def _random_rays(self, count: int):
-        cam = self.train_ids[torch.randint(len(self.train_ids), (count,), device=self.device)]
-        rows = torch.randint(self.scene.height, (count,), device=self.device)
-        cols = torch.randint(self.scene.width, (count,), device=self.device)
+        cam, cols, rows = random_pixels(self.train_ids, self.scene.height, self.scene.width, count)
         origins, dirs = self.cameras.rays(cam, cols, rows)
         target = self.images[cam, rows, cols].float() / 255
         return origins, dirs, target
@@ -137,7 +127,7 @@ class Trainer(StepLoop):
     def train_step(self) -> dict[str, str]:
         """One optimisation step; returns the batch's PSNR and the grid size for display."""
         self._maintain_grid()
-        self._set_learning_rates()
+        decay_rates(self.optimizer, self.config.train.lr_decay, self.step, self.config.train.steps)
         origins, dirs, target = self._random_rays(self.config.train.batch_rays)
         out = render_rays(self.field, self.space, origins, dirs, jitter=True)
         loss, mse = self._loss(out, target)
