@@ -13,7 +13,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from engine.config import load_config
+from engine.atomic import write_json
+from engine.config import apply_overrides, config_from_dict, config_to_dict, load_config
 from engine.errors import Cancelled, IsrfError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also render the feature field beside the 2D features, and score "
                              "their cosine similarity")
     _add_device(render)
+
+    segment = commands.add_parser("segment", help="segment objects from strokes: 3D masks, "
+                                                  "per-view masks and renders, meshes")
+    segment.add_argument("--checkpoint", type=Path, required=True)
+    segment.add_argument("--strokes", type=Path, required=True,
+                         help='JSON: {"segments": [{"name": ..., "strokes": [...]}]} '
+                              "(docs/segmentation.md)")
+    segment.add_argument("--out", type=Path, required=True,
+                         help="folder for session.npz and, per segment, masks/, renders/, mesh")
+    segment.add_argument("--views", choices=["test", "train", "all"], default="all",
+                         help="dataset views to write masks and renders for")
+    segment.add_argument("--mesh", choices=["ply", "obj", "glb", "none"], default="ply",
+                         help="mesh file format (none: no mesh)")
+    segment.add_argument("--set", dest="overrides", action="append", default=[],
+                         metavar="KEY=VALUE", help="override segment.* or mesh.* settings")
+    _add_device(segment)
+
+    evaluate = commands.add_parser("eval", help="score segmentation against ground-truth masks "
+                                                "(docs/benchmark.md)")
+    evaluate.add_argument("--benchmark", type=Path, required=True, help="benchmark spec (JSON)")
+    evaluate.add_argument("--checkpoint", type=Path,
+                          help="trained scene (default: the spec's checkpoint)")
+    evaluate.add_argument("--out", type=Path, help="write the results JSON here")
+    evaluate.add_argument("--set", dest="overrides", action="append", default=[],
+                          metavar="KEY=VALUE", help="override segment.* settings")
+    _add_device(evaluate)
 
     demo = commands.add_parser("demo", help="the main job: make the default scene if missing, "
                                             "train, distil features, render the test views")
@@ -125,6 +152,74 @@ def cmd_render(args) -> None:
     _print_metrics(scene.render_views(args.views, args.out, features=args.features), args.out)
 
 
+def _scene_with_overrides(checkpoint: Path, overrides: list[str], device):
+    """A trained scene, with `--set segment.*` / `mesh.*` applied to its config."""
+    from engine.scene import Scene
+
+    if not checkpoint.is_file():
+        raise IsrfError(f"{checkpoint}: checkpoint not found")
+    scene = Scene.from_checkpoint(checkpoint, device)
+    for item in overrides:
+        if not item.split("=", 1)[0].strip().startswith(("segment.", "mesh.")):
+            raise IsrfError(f"--set {item!r}: only segment.* and mesh.* can be changed here")
+    if overrides:
+        raw = config_to_dict(scene.config)
+        scene.config = config_from_dict(apply_overrides(raw, overrides), "--set")
+    return scene
+
+
+def cmd_segment(args) -> None:
+    from engine.mesh.export import save_mesh
+    from engine.segment.strokes import load_strokes_file
+
+    strokes = load_strokes_file(args.strokes)
+    scene = _scene_with_overrides(args.checkpoint, args.overrides, args.device)
+    session = scene.segmentation
+    summary = {"checkpoint": str(args.checkpoint), "segments": []}
+    for item in strokes.segments:
+        session.add_segment(item.name, item.params)
+        results = [session.stroke(item.name, stroke) for stroke in item.strokes]
+        for result in results:
+            print(f"{item.name}: {result.label} stroke, {result.pixels} px -> {result.region} "
+                  f"voxels ({result.rounds} growth rounds, {result.seconds:.2f} s); "
+                  f"segment {result.mask} voxels")
+    session_path = session.save(args.out / "session.npz")
+    for item in strokes.segments:
+        out_dir = args.out / item.name
+        views = scene.export_segment(item.name, out_dir, args.views)
+        entry = {"name": item.name, "voxels": int(session.mask(item.name).sum()), "views": views}
+        if args.mesh != "none":
+            mesh_path = out_dir / f"mesh.{args.mesh}"
+            mesh = scene.mesh(item.name)
+            save_mesh(mesh, mesh_path)
+            entry.update(mesh=mesh_path.name, vertices=len(mesh.vertices), faces=len(mesh.faces))
+            print(f"{item.name}: mesh {mesh_path} ({len(mesh.vertices)} vertices, "
+                  f"{len(mesh.faces)} faces)")
+        summary["segments"].append(entry)
+        print(f"{item.name}: masks and renders of {len(views)} views in {out_dir}")
+    write_json(args.out / "summary.json", summary)
+    print(f"session: {session_path}")
+
+
+def cmd_eval(args) -> None:
+    from engine.segment.benchmark import format_table, load_benchmark, run_benchmark
+
+    spec = load_benchmark(args.benchmark)
+    spec_dir = args.benchmark.resolve().parent
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        if spec.checkpoint is None:
+            raise IsrfError(f"{args.benchmark}: names no checkpoint; give --checkpoint")
+        checkpoint = spec_dir / spec.checkpoint
+    scene = _scene_with_overrides(checkpoint, args.overrides, args.device)
+    results = run_benchmark(scene, spec, spec_dir)
+    results = {"benchmark": str(args.benchmark), "checkpoint": str(checkpoint), **results}
+    print(format_table(results))
+    if args.out is not None:
+        write_json(args.out, results)
+        print(f"results: {args.out}")
+
+
 def ensure_default_scene(path: Path = DEFAULT_SCENE) -> Path:
     """Render the embedded default scene with Blender (bpy) the first time it is needed."""
     if (path / "transforms.json").is_file():
@@ -154,7 +249,8 @@ def cmd_demo(args) -> None:
     _print_metrics(scene.render_views("test", out_dir, features=with_features), out_dir)
 
 
-COMMANDS = {"train": cmd_train, "features": cmd_features, "render": cmd_render, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "features": cmd_features, "render": cmd_render,
+            "segment": cmd_segment, "eval": cmd_eval, "demo": cmd_demo}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

@@ -1,8 +1,7 @@
 """Typed configuration: dataclasses validated by pydantic, loaded from TOML files.
 
-A config file has up to five tables, `[data]`, `[field]`, `[train]`, `[features]` and
-`[distill]`; every key is
-optional and falls back to the default written here. Unknown keys and values of the
+A config file has up to seven tables, `[data]`, `[field]`, `[train]`, `[features]`,
+`[distill]`, `[segment]` and `[mesh]`; every key is optional and falls back to the default written here. Unknown keys and values of the
 wrong type are rejected with a message that names the key. `--set section.key=value`
 overrides are applied to the TOML data before validation, so they are checked the same
 way (the value is parsed as a TOML value: `train.steps=500`, `data.format="llff"`).
@@ -180,12 +179,57 @@ class DistillConfig:
 
 
 @dataclass(config=_STRICT)
+class SegmentConfig:
+    """Segmentation from strokes (engine/segment/). These are the defaults of every new
+    segment; a segment, and any single stroke, can override each of them. Distances are
+    squared L2 between L2-normalised features (0: identical, 2: orthogonal, 4: opposite)."""
+    clusters: PositiveInt = 11
+    """k of the k-means over a stroke's rendered features (capped by its pixel count)."""
+    seed_distance: Annotated[float, Field(gt=0, le=4, strict=True)] = 0.4
+    """A voxel is a seed when its feature is within this of a stroke cluster's centre."""
+    grow_distance: Annotated[float, Field(gt=0, le=4, strict=True)] = 0.8
+    """Region growing never takes a voxel further than this from every cluster centre."""
+    sigma_f: PositiveFloat = 0.1
+    """Feature bandwidth of the bilateral weights exp(-|F(q) - F(p)|^2 / sigma_f)."""
+    sigma_d: PositiveFloat = 1.0
+    """Distance bandwidth of the bilateral weights exp(-|q - p|_1 / sigma_d) (voxels)."""
+    join: Fraction = 0.1
+    """A voxel joins when the bilateral-weighted share of its neighbours already in the
+    region exceeds this."""
+    max_growth: NonNegativeInt = 512
+    """Bound on region-growing rounds (each adds at most one voxel layer); 0: seeds only."""
+    hit_radius: NonNegativeInt = 2
+    """Seeds must be connected to a voxel within this many voxels of a point the stroke's
+    rays hit, so a look-alike object elsewhere is not selected."""
+    mask_opacity: Fraction = 0.5
+    """A pixel is in a segment's 2D mask when the segment's rendered opacity exceeds this."""
+
+
+@dataclass(config=_STRICT)
+class MeshConfig:
+    """Meshes of segments by marching cubes (engine/mesh/)."""
+    level: Fraction = 0.5
+    """Iso-level on the per-voxel opacity 1 - exp(-sigma * voxel)."""
+    smooth: NonNegativeFloat = 1.0
+    """Gaussian smoothing of the opacity volume before marching cubes (sigma, voxels; 0: none)."""
+    largest_component: Bool = True
+    """Keep only the largest connected piece (drops floaters)."""
+    max_faces: NonNegativeInt = 200_000
+    """Face budget: larger meshes are decimated (quadric error) down to it; 0: no limit."""
+    frame: Literal["capture", "scene"] = "capture"
+    """`capture`: the world frame of the input poses (transforms.json / poses_bounds.npy);
+    `scene`: the engine's normalised frame the cameras are expressed in."""
+
+
+@dataclass(config=_STRICT)
 class Config:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     field: FieldConfig = dataclasses.field(default_factory=FieldConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     features: FeaturesConfig = dataclasses.field(default_factory=FeaturesConfig)
     distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    segment: SegmentConfig = dataclasses.field(default_factory=SegmentConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
 
 
 _CONFIG_ADAPTER = TypeAdapter(Config)

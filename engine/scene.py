@@ -3,7 +3,8 @@
 The CLI (and later the loopback server and the Blender add-on) are thin layers over
 these methods. A Scene owns its config, its posed images (loaded on first use), its
 radiance field (trained, or restored from a checkpoint), its 2D feature maps (extracted
-or read from the cache on first use) and its distilled feature field.
+or read from the cache on first use), its distilled feature field and its segmentation
+session (segments made from strokes, their masks, renders and meshes).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from engine.atomic import atomic_path, write_json
-from engine.config import Config, config_from_dict, config_to_dict
+from engine.config import Config, MeshConfig, config_from_dict, config_to_dict
 from engine.data import PosedImages, load_scene
 from engine.errors import Cancelled, IsrfError
 from engine.features.extract import extract_features
@@ -27,8 +28,10 @@ from engine.features.maps import FeatureMaps
 from engine.features.visualize import FeatureColoring
 from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
-from engine.field.renderer import RaySpace, render_image
+from engine.field.renderer import RaySpace, render_image, render_segment_image
+from engine.mesh.extract import extract_mesh
 from engine.metrics import image_metrics
+from engine.segment.session import SegmentationSession
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.train.distiller import Distiller, DistillReport, feature_cosine
 from engine.train.trainer import CHECKPOINT_NAME, Trainer, TrainReport, field_for
@@ -67,6 +70,7 @@ class Scene:
         """The colour stage's checkpoint content, kept so the feature stage can save beside it."""
         self._feature_state: dict | None = None
         """The checkpoint's `features` section (to resume distillation from)."""
+        self._segmentation: SegmentationSession | None = None
 
     # ----- loading --------------------------------------------------------------
     @property
@@ -123,6 +127,7 @@ class Scene:
             self.field = field_for(self.data, self.config)
         # More colour training makes any distilled features stale: they start over.
         self.features, self._feature_state = None, None
+        self._segmentation = None
         trainer = Trainer(self.data, self.config, self.field, self.device, **state)
         report = trainer.run(progress=progress, cancel=cancel, final_eval=final_eval)
         self.step = trainer.step
@@ -167,6 +172,7 @@ class Scene:
         distiller = Distiller(self.data, self.config, field, features, maps, self.device,
                               self._save_with_features, **resume_args)
         self.features = distiller.features
+        self._segmentation = None  # its voxel features came from the old feature field
         report = distiller.run(progress=progress, cancel=cancel, final_eval=final_eval)
         self._feature_state = distiller.checkpoint_section()
         return report
@@ -226,6 +232,50 @@ class Scene:
         }
         write_json(out_dir / "metrics.json", metrics)
         return metrics
+
+    # ----- segmentation ---------------------------------------------------------
+    @property
+    def segmentation(self) -> SegmentationSession:
+        """The scene's segments (made on first use; needs the colour and feature stages)."""
+        if self._segmentation is None:
+            field = self._require_field()
+            if self.features is None:
+                raise IsrfError("segmentation needs a feature field: train with distill.steps > 0")
+            self._segmentation = SegmentationSession(
+                field, self.features, RaySpace.of(self.data), self.data.cameras.to(self.device),
+                self.config.segment)
+        return self._segmentation
+
+    def mesh(self, segment: str | None = None, config: MeshConfig | None = None):
+        """A segment's mesh (None: the whole occupied field) as a trimesh.Trimesh in world
+        coordinates with vertex colours (engine/mesh/extract.py)."""
+        voxels = None if segment is None else self.segmentation.mask_grid(segment)
+        return extract_mesh(self._require_field(), RaySpace.of(self.data), self.data.to_scene,
+                            config or self.config.mesh, voxels)
+
+    def export_segment(self, name: str, out_dir: str | Path, which: ViewSet = "all",
+                       progress: bool = True, cancel: threading.Event | None = None) -> list[dict]:
+        """Write, for every view of a set, the segment's 2D mask (`masks/NNN_<view>.png`,
+        where it is what the camera sees) and its render alone (`renders/NNN_<view>.png`,
+        RGBA, alpha 0 outside it). Returns a row per view (file names, mask pixels)."""
+        session = self.segmentation
+        threshold = session.segment(name).params.mask_opacity
+        keep = session.mask_grid(name)
+        cameras, space = self.data.cameras.to(self.device), RaySpace.of(self.data)
+        rows = []
+        for i in tqdm(self.view_ids(which), desc=f"export {name}", disable=not progress, unit="view"):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"export cancelled after {len(rows)} views")
+            rendered = render_segment_image(self.field, space, cameras, i, keep)
+            stem = f"{i:03d}_{Path(self.data.names[i]).stem}.png"
+            mask = (rendered["visible"] > threshold).cpu().numpy()
+            _write_png(Path(out_dir) / "masks" / stem, mask.astype(np.uint8) * 255)
+            rgba = torch.cat([rendered["rgb"], rendered["opacity"][..., None]], -1).clamp(0, 1)
+            _write_png(Path(out_dir) / "renders" / stem,
+                       (rgba * 255).round().byte().cpu().numpy())
+            rows.append({"index": i, "name": self.data.names[i], "mask": f"masks/{stem}",
+                         "render": f"renders/{stem}", "mask_pixels": int(mask.sum())})
+        return rows
 
     def _feature_coloring(self, ids: list[int]) -> FeatureColoring:
         maps = self.feature_maps.maps[ids]

@@ -75,14 +75,17 @@ class RadianceField(nn.Module):
         """Space points [M, 3] -> [-1, 1] grid coordinates."""
         return (points - self.box_min) / (self.box_max - self.box_min) * 2 - 1
 
-    def occupied(self, points: torch.Tensor) -> torch.Tensor:
-        """[M] bool: inside the box and in an occupied voxel."""
+    def occupied(self, points: torch.Tensor, grid: torch.Tensor | None = None) -> torch.Tensor:
+        """[M] bool: inside the box and in an occupied voxel (the voxel nearest each point).
+
+        grid: a bool [X, Y, Z] grid to look up instead of the occupancy (a segment's mask)."""
         coords = self.normalize(points)
         inside = (coords.abs() <= 1).all(-1)
         size = torch.tensor(self.resolution, device=points.device)
         index = ((coords + 1) / 2 * (size - 1)).round().long()
         index = torch.minimum(index.clamp_min(0), size - 1)
-        return inside & self.occupancy[index[:, 0], index[:, 1], index[:, 2]]
+        grid = self.occupancy if grid is None else grid
+        return inside & grid[index[:, 0], index[:, 1], index[:, 2]]
 
     # ----- quantities -----------------------------------------------------------
     def sigma(self, points: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,11 @@ class Samples:
     depth: torch.Tensor      # [M] distance along the (space) ray
     shape: tuple[int, int]   # (R, S)
 
+    def subset(self, keep: torch.Tensor) -> "Samples":
+        """The samples where keep [M] bool is set (the others count as empty space)."""
+        return Samples(self.points[keep], self.ray_index[keep], self.flat_index[keep],
+                       self.interval[keep], self.depth[keep], self.shape)
+
 
 def _march(origins, dirs, t_start, t_end, step: float, jitter: bool):
     """Uniform steps of `step` from t_start to t_end [R] -> points [R, S, 3], t, valid."""
@@ -58,8 +63,12 @@ def _march(origins, dirs, t_start, t_end, step: float, jitter: bool):
     return origins[:, None] + dirs[:, None] * t[..., None], t, valid
 
 
-def sample_rays(field: RadianceField, space: RaySpace, origins, dirs, jitter: bool) -> Samples:
-    """Sample points along rays [R, 3] (world) in the field's space."""
+def sample_rays(field: RadianceField, space: RaySpace, origins, dirs, jitter: bool,
+                keep: torch.Tensor | None = None) -> Samples:
+    """Sample points along rays [R, 3] (world) in the field's space.
+
+    keep: a bool grid [X, Y, Z] (a segment's voxels); samples whose nearest voxel is not
+    in it are dropped, so everything outside has alpha exactly 0. None: the occupancy."""
     step = field.config.stepsize * field.voxel_size
     base = float(field.final_voxel_size)
     if space.kind == "ndc":
@@ -77,8 +86,7 @@ def sample_rays(field: RadianceField, space: RaySpace, origins, dirs, jitter: bo
         interval = torch.full_like(t, step / base)
     R, S = t.shape
     flat = torch.nonzero(valid.reshape(-1))[:, 0]
-    keep = field.occupied(points.reshape(-1, 3)[flat])
-    flat = flat[keep]
+    flat = flat[field.occupied(points.reshape(-1, 3)[flat], keep)]
     return Samples(points.reshape(-1, 3)[flat], flat // S, flat,
                    interval.reshape(-1)[flat], t.reshape(-1)[flat], (R, S))
 
@@ -138,9 +146,12 @@ def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
 
 
 def render_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
-                dirs: torch.Tensor, jitter: bool = False) -> dict[str, torch.Tensor]:
-    """Render world rays origins/dirs [R, 3] -> rgb [R, 3], depth [R], opacity [R]."""
-    samples = sample_rays(field, space, origins, dirs, jitter)
+                dirs: torch.Tensor, jitter: bool = False, keep: torch.Tensor | None = None
+                ) -> dict[str, torch.Tensor]:
+    """Render world rays origins/dirs [R, 3] -> rgb [R, 3], depth [R], opacity [R].
+
+    keep: render only these voxels (bool grid [X, Y, Z]); see `sample_rays`."""
+    samples = sample_rays(field, space, origins, dirs, jitter, keep)
     viewdirs = F.normalize(dirs, dim=-1)
     background = torch.tensor(space.background, device=origins.device)
     return composite(field, samples, viewdirs, background)
@@ -169,6 +180,44 @@ def render_feature_rays(field: RadianceField, features: FeatureField, space: Ray
     out = torch.zeros(len(origins), features.dims, device=values.device)
     out = out.index_add(0, ray, w[:, None] * values) + transmittance[:, None] * features.background
     return {"features": out, "opacity": 1 - transmittance}
+
+
+@torch.no_grad()
+def probe_rays(field: RadianceField, features: FeatureField, space: RaySpace,
+               origins: torch.Tensor, dirs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What a stroke's rays [R, 3] see: rendered features [R, D], opacity [R], and the
+    point each ray hits [R, 3] in the field's space (its sample of largest weight; rays
+    that hit nothing get their last point, and opacity 0)."""
+    samples = sample_rays(field, space, origins, dirs, jitter=False)
+    weights, transmittance = ray_weights(field, samples)
+    values = features(field.normalize(samples.points))
+    R = len(origins)
+    rendered = torch.zeros(R, features.dims, device=origins.device)
+    rendered = rendered.index_add(0, samples.ray_index, weights[:, None] * values)
+    rendered = rendered + transmittance[:, None] * features.background
+    best = torch.full((R,), -1.0, device=origins.device).scatter_reduce(
+        0, samples.ray_index, weights, reduce="amax")
+    is_best = weights == best[samples.ray_index]
+    hits = torch.zeros(R, 3, device=origins.device)
+    hits[samples.ray_index[is_best]] = samples.points[is_best]
+    return {"features": rendered, "opacity": 1 - transmittance, "hit": hits}
+
+
+@torch.no_grad()
+def render_segment_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
+                        dirs: torch.Tensor, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Render a segment (bool voxel grid `keep` [X, Y, Z]) along world rays [R, 3]:
+    - rgb [R, 3], opacity [R]: the segment alone (alpha exactly 0 everywhere else);
+    - visible [R]: the segment's share of the whole scene's render, i.e. the weight of its
+      samples when everything else is in front of or behind it (occlusion counts)."""
+    samples = sample_rays(field, space, origins, dirs, jitter=False)
+    weights, _ = ray_weights(field, samples)
+    inside = field.occupied(samples.points, keep)
+    visible = torch.zeros(len(origins), device=origins.device).index_add(
+        0, samples.ray_index[inside], weights[inside])
+    background = torch.tensor(space.background, device=origins.device)
+    alone = composite(field, samples.subset(inside), F.normalize(dirs, dim=-1), background)
+    return {"rgb": alone["rgb"], "opacity": alone["opacity"], "visible": visible}
 
 
 def _draw_by_weight(samples: Samples, weights: torch.Tensor, count: int):
@@ -204,6 +253,15 @@ def render_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
     """Render one camera's full image: rgb [H, W, 3], depth [H, W], opacity [H, W]."""
     return _render_in_chunks(lambda o, d: render_rays(field, space, o, d), cameras, cam_id,
                              chunk, ("rgb", "depth", "opacity"))
+
+
+@torch.no_grad()
+def render_segment_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
+                         keep: torch.Tensor, chunk: int = 16384) -> dict[str, torch.Tensor]:
+    """One camera's render of a segment: rgb [H, W, 3], opacity [H, W], visible [H, W]
+    (see `render_segment_rays`)."""
+    return _render_in_chunks(lambda o, d: render_segment_rays(field, space, o, d, keep),
+                             cameras, cam_id, chunk, ("rgb", "opacity", "visible"))
 
 
 @torch.no_grad()

@@ -56,3 +56,11 @@ def ray_box(origins: torch.Tensor, dirs: torch.Tensor, box_min: torch.Tensor,
     t0 = (box_min - origins) / safe
     t1 = (box_max - origins) / safe
     return torch.minimum(t0, t1).amax(-1), torch.maximum(t0, t1).amin(-1)
+
+
+def uncontract(points: torch.Tensor) -> torch.Tensor:
+    """Inverse of `contract` for points [..., 3] strictly inside the outer shell."""
+    norm = points.abs().amax(-1, keepdim=True).clamp_min(1e-9)
+    shell = norm.clamp(1, 1 + SHELL - 1e-6)
+    radius = SHELL / (1 + SHELL - shell)          # |x|_inf of the world point
+    return torch.where(norm <= 1, points, points / norm * radius)

@@ -1,0 +1,1 @@
+"""Meshes of segments: marching cubes, colours, world placement, export."""

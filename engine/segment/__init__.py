@@ -1,0 +1,1 @@
+"""Segmentation from strokes: voxel domain, region growing, sessions, benchmarks."""

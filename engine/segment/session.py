@@ -1,0 +1,318 @@
+"""A segmentation session: named segments of one trained scene, built from strokes.
+
+Each segment keeps two voxel sets over the session's `VoxelDomain`:
+- `positive`: the union of the regions its positive strokes selected;
+- `negative`: the union of the regions its negative (red) strokes selected;
+and the k-means centres of both kinds of stroke. Its mask is positive minus negative,
+except that a voxel in both goes to the side whose stroke features it is closer to: a
+red stroke on the table next to a cup removes the table, not the cup's foot, even when
+the table's region reached under it. Positive strokes never grow into negative voxels
+that are closer to the negative centres, so what red strokes removed stays out.
+
+Every stroke, reset, undo and redo is a step of an undo history (per segment); the
+session file keeps the current state of every segment (masks, centres, the strokes that
+made them, parameters), written atomically, and `replay` rebuilds a segment from its
+strokes alone to the same mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import ValidationError
+
+from engine.atomic import atomic_path
+from engine.config import SegmentConfig
+from engine.data.cameras import Cameras
+from engine.errors import IsrfError
+from engine.field.feature_field import FeatureField
+from engine.field.radiance_field import RadianceField
+from engine.field.renderer import RaySpace, probe_rays, render_segment_image
+from engine.segment.kmeans import cluster_centres
+from engine.segment.region import StrokeView, select_region
+from engine.segment.strokes import Stroke, parse_stroke, stroke_pixels
+from engine.segment.voxels import VoxelDomain
+
+SESSION_FORMAT = "isrf-segmentation"
+SESSION_VERSION = 1
+DOMAIN_MIN_ALPHA = 0.01
+"""Voxels segmentation works on: occupied, and at least this one-step opacity. The faint
+halo below it has features nobody trained (it barely renders) and would bridge objects."""
+HIT_OPACITY = 0.5
+"""Stroke pixels whose ray collects less opacity than this see background: ignored."""
+PROBE_CHUNK = 16384
+
+
+def params_with(base: SegmentConfig, overrides: dict, source: str) -> SegmentConfig:
+    """`base` with some keys replaced, validated as a SegmentConfig (errors name the key)."""
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(SegmentConfig)}
+    if unknown:
+        raise IsrfError(f"{source}: unknown parameter(s) {', '.join(sorted(unknown))}")
+    try:
+        return SegmentConfig(**{**dataclasses.asdict(base), **overrides})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise IsrfError(f"{source}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+@dataclass(frozen=True)
+class SegmentState:
+    strokes: tuple[Stroke, ...]
+    positive: torch.Tensor            # [M] bool
+    negative: torch.Tensor            # [M] bool
+    positive_centres: torch.Tensor    # [Kp, D] unit length
+    negative_centres: torch.Tensor    # [Kn, D] unit length
+
+    @classmethod
+    def empty(cls, size: int, dims: int, device) -> "SegmentState":
+        no = torch.zeros(size, dtype=torch.bool, device=device)
+        none = torch.zeros(0, dims, device=device)
+        return cls((), no, no.clone(), none, none.clone())
+
+
+@dataclass
+class StrokeResult:
+    segment: str
+    label: str
+    pixels: int          # pixels painted that see the scene
+    seeds: int
+    rounds: int
+    region: int          # voxels the stroke's region holds
+    mask: int            # voxels in the segment afterwards
+    seconds: float
+
+
+@dataclass
+class Segment:
+    name: str
+    params: SegmentConfig
+    state: SegmentState
+    undo_stack: list[SegmentState] = field(default_factory=list)
+    redo_stack: list[SegmentState] = field(default_factory=list)
+
+    def push(self, state: SegmentState) -> None:
+        self.undo_stack.append(self.state)
+        self.redo_stack.clear()
+        self.state = state
+
+
+class SegmentationSession:
+    """Segments of one scene: its radiance field, feature field and dataset cameras."""
+
+    def __init__(self, field: RadianceField, features: FeatureField, space: RaySpace,
+                 cameras: Cameras, defaults: SegmentConfig | None = None):
+        self.field = field
+        self.features = features
+        self.space = space
+        self.cameras = cameras
+        self.defaults = defaults or SegmentConfig()
+        self.domain = VoxelDomain.of(field, features, DOMAIN_MIN_ALPHA)
+        self.segments: dict[str, Segment] = {}
+
+    @property
+    def device(self) -> torch.device:
+        return self.domain.device
+
+    def fingerprint(self) -> str:
+        """Identifies the domain (which voxels, in which order): masks only fit this one."""
+        digest = hashlib.sha256(np.asarray(self.domain.resolution, np.int64).tobytes())
+        digest.update(self.domain.coords.cpu().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    # ----- segments -------------------------------------------------------------
+    def add_segment(self, name: str, params: dict | None = None) -> Segment:
+        if not name or not name.strip() or len(name) > 64 or "/" in name or "\\" in name:
+            raise IsrfError(f"segment name {name!r}: use 1-64 characters, no slashes")
+        if name in self.segments:
+            raise IsrfError(f"segment {name!r} already exists")
+        segment = Segment(name, params_with(self.defaults, params or {}, f"segment {name!r}"),
+                          SegmentState.empty(self.domain.size, self.features.dims, self.device))
+        self.segments[name] = segment
+        return segment
+
+    def segment(self, name: str) -> Segment:
+        if name not in self.segments:
+            known = ", ".join(self.segments) or "none yet"
+            raise IsrfError(f"no segment named {name!r} (segments: {known})")
+        return self.segments[name]
+
+    def remove_segment(self, name: str) -> None:
+        self.segment(name)
+        del self.segments[name]
+
+    # ----- strokes --------------------------------------------------------------
+    def stroke(self, name: str, stroke: Stroke | dict) -> StrokeResult:
+        """Apply one stroke to a segment (created with the defaults if new)."""
+        started = time.perf_counter()
+        if not isinstance(stroke, Stroke):
+            stroke = parse_stroke(stroke)
+        segment = self.segments.get(name) or self.add_segment(name)
+        params = params_with(segment.params, stroke.params, f"{stroke.label} stroke params")
+        view = self._stroke_view(stroke)
+        state = segment.state
+        centres = F.normalize(cluster_centres(F.normalize(view.features, dim=-1), params.clusters), dim=-1)
+        if stroke.label == "positive":
+            blocked = self._closer_to(state.negative, state.negative_centres, centres)
+            region = select_region(self.domain, view, params, blocked)
+            new = dataclasses.replace(
+                state, strokes=state.strokes + (stroke,), positive=state.positive | region.voxels,
+                positive_centres=torch.cat([state.positive_centres, centres]))
+        else:
+            region = select_region(self.domain, view, params)
+            new = dataclasses.replace(
+                state, strokes=state.strokes + (stroke,), negative=state.negative | region.voxels,
+                negative_centres=torch.cat([state.negative_centres, centres]))
+        segment.push(new)
+        return StrokeResult(name, stroke.label, len(view.features), region.seeds, region.rounds,
+                            int(region.voxels.sum()), int(self.mask(name).sum()),
+                            time.perf_counter() - started)
+
+    def _stroke_view(self, stroke: Stroke) -> StrokeView:
+        camera = stroke.camera.resolve(self.cameras)
+        cols, rows = stroke_pixels(stroke, camera.width, camera.height)
+        ids = torch.zeros(len(cols), dtype=torch.long, device=self.device)
+        origins, dirs = camera.rays(ids, torch.from_numpy(cols).to(self.device),
+                                    torch.from_numpy(rows).to(self.device))
+        parts = [probe_rays(self.field, self.features, self.space, origins[i:i + PROBE_CHUNK],
+                            dirs[i:i + PROBE_CHUNK]) for i in range(0, len(origins), PROBE_CHUNK)]
+        seen = torch.cat([p["opacity"] for p in parts]) > HIT_OPACITY
+        features = torch.cat([p["features"] for p in parts])[seen]
+        hit_rows = self.domain.rows_at(torch.cat([p["hit"] for p in parts])[seen], self.field)
+        return StrokeView(features, hit_rows[hit_rows >= 0].long())
+
+    def _closer_to(self, voxels: torch.Tensor, these: torch.Tensor, those: torch.Tensor
+                   ) -> torch.Tensor:
+        """The `voxels` [M] whose features are at least as close to centres `these` as to
+        `those` (False elsewhere; all of `voxels` when `those` is empty)."""
+        result = torch.zeros_like(voxels)
+        rows = torch.nonzero(voxels)[:, 0]
+        if len(rows) == 0 or len(these) == 0:
+            return result
+        features = self.domain.features[rows].float()
+        near_these = (2 - 2 * features @ these.T).amin(1)
+        near_those = (2 - 2 * features @ those.T).amin(1) if len(those) else torch.full_like(near_these, 5)
+        result[rows[near_these <= near_those]] = True
+        return result
+
+    def mask(self, name: str) -> torch.Tensor:
+        """The segment's voxels [M] bool (see the module docstring for the rule)."""
+        state = self.segment(name).state
+        overlap = state.positive & state.negative
+        removed = (state.negative & ~overlap) | self._closer_to(
+            overlap, state.negative_centres, state.positive_centres)
+        return state.positive & ~removed
+
+    def mask_grid(self, name: str) -> torch.Tensor:
+        """The segment as a dense bool grid [X, Y, Z] on the field's grid."""
+        return self.domain.to_grid(self.mask(name))
+
+    # ----- history --------------------------------------------------------------
+    def undo(self, name: str) -> bool:
+        """Step back one stroke (or reset); False when there is nothing to undo."""
+        segment = self.segment(name)
+        if not segment.undo_stack:
+            return False
+        segment.redo_stack.append(segment.state)
+        segment.state = segment.undo_stack.pop()
+        return True
+
+    def redo(self, name: str) -> bool:
+        segment = self.segment(name)
+        if not segment.redo_stack:
+            return False
+        segment.undo_stack.append(segment.state)
+        segment.state = segment.redo_stack.pop()
+        return True
+
+    def reset(self, name: str) -> None:
+        """Clear the segment's strokes and masks (undoable)."""
+        segment = self.segment(name)
+        segment.push(SegmentState.empty(self.domain.size, self.features.dims, self.device))
+
+    def replay(self, name: str) -> list[StrokeResult]:
+        """Rebuild a segment from its strokes alone (its history is cleared)."""
+        segment = self.segment(name)
+        strokes = segment.state.strokes
+        segment.state = SegmentState.empty(self.domain.size, self.features.dims, self.device)
+        segment.undo_stack.clear()
+        segment.redo_stack.clear()
+        results = [self.stroke(name, stroke) for stroke in strokes]
+        segment.undo_stack.clear()
+        return results
+
+    # ----- images ---------------------------------------------------------------
+    def render(self, name: str, camera: Cameras, index: int = 0) -> dict[str, torch.Tensor]:
+        """Camera `index` of `camera`: the segment alone (rgb [H, W, 3], opacity [H, W],
+        alpha exactly 0 outside it) and its visible share of the scene (visible [H, W])."""
+        return render_segment_image(self.field, self.space, camera, index, self.mask_grid(name))
+
+    def mask_image(self, name: str, camera: Cameras, index: int = 0, occlusion: bool = True
+                   ) -> np.ndarray:
+        """A 2D mask [H, W] bool. occlusion: where the segment is what the camera sees (its
+        share of the rendered scene > mask_opacity); else where the segment alone renders
+        opaque (accumulated opacity of the masked field > mask_opacity)."""
+        rendered = self.render(name, camera, index)
+        key = "visible" if occlusion else "opacity"
+        return (rendered[key] > self.segment(name).params.mask_opacity).cpu().numpy()
+
+    # ----- files ----------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write every segment's current state to one .npz file (atomically)."""
+        path = Path(path)
+        meta = {"format": SESSION_FORMAT, "version": SESSION_VERSION,
+                "domain": {"size": self.domain.size, "resolution": self.domain.resolution,
+                           "fingerprint": self.fingerprint()},
+                "defaults": dataclasses.asdict(self.defaults), "segments": []}
+        arrays = {}
+        for i, segment in enumerate(self.segments.values()):
+            state = segment.state
+            meta["segments"].append({"name": segment.name, "params": dataclasses.asdict(segment.params),
+                                     "strokes": [s.to_dict() for s in state.strokes]})
+            arrays[f"positive_{i}"] = np.packbits(state.positive.cpu().numpy())
+            arrays[f"negative_{i}"] = np.packbits(state.negative.cpu().numpy())
+            arrays[f"positive_centres_{i}"] = state.positive_centres.cpu().numpy()
+            arrays[f"negative_centres_{i}"] = state.negative_centres.cpu().numpy()
+        with atomic_path(path) as temp:
+            with open(temp, "wb") as handle:
+                np.savez_compressed(handle, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8),
+                                    **arrays)
+        return path
+
+    def load(self, path: str | Path) -> None:
+        """Replace this session's segments by those saved in `path` (same field only)."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as content:
+                meta = json.loads(content["meta"].tobytes().decode())
+                arrays = {key: content[key] for key in content.files if key != "meta"}
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+            raise IsrfError(f"{path}: not a readable segmentation session ({error})") from None
+        if meta.get("format") != SESSION_FORMAT or meta.get("version") != SESSION_VERSION:
+            raise IsrfError(f"{path}: not a segmentation session of version {SESSION_VERSION}")
+        if meta["domain"]["fingerprint"] != self.fingerprint():
+            raise IsrfError(f"{path}: saved for another trained field (its voxels differ)")
+        segments = {}
+        size, dims = self.domain.size, self.features.dims
+        for i, saved in enumerate(meta["segments"]):
+            source = f"{path}: segment {saved.get('name')!r}"
+            try:
+                unpack = lambda key: torch.from_numpy(  # noqa: E731
+                    np.unpackbits(arrays[key], count=size).astype(bool)).to(self.device)
+                centres = lambda key: torch.from_numpy(arrays[key]).float().reshape(-1, dims).to(self.device)  # noqa: E731
+                state = SegmentState(
+                    tuple(parse_stroke(s, f"{source} stroke") for s in saved["strokes"]),
+                    unpack(f"positive_{i}"), unpack(f"negative_{i}"),
+                    centres(f"positive_centres_{i}"), centres(f"negative_centres_{i}"))
+            except (KeyError, ValueError, RuntimeError) as error:
+                raise IsrfError(f"{source}: damaged ({error})") from None
+            params = params_with(SegmentConfig(), saved["params"], f"{source} params")
+            segments[saved["name"]] = Segment(saved["name"], params, state)
+        self.segments = segments
