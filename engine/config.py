@@ -185,10 +185,16 @@ class SegmentConfig:
     squared L2 between L2-normalised features (0: identical, 2: orthogonal, 4: opposite)."""
     clusters: PositiveInt = 11
     """k of the k-means over a stroke's rendered features (capped by its pixel count)."""
-    seed_distance: Annotated[float, Field(gt=0, le=4, strict=True)] = 0.4
-    """A voxel is a seed when its feature is within this of a stroke cluster's centre."""
-    grow_distance: Annotated[float, Field(gt=0, le=4, strict=True)] = 0.8
+    seed_distance: Annotated[float, Field(gt=0, le=4, strict=True)] = 0.15
+    """A voxel is a seed when its feature is within this of a stroke cluster's centre
+    (ISRF uses ~0.4 with DINO; the offline backbone's features are closer together,
+    docs/segmentation.md)."""
+    grow_distance: Annotated[float, Field(gt=0, le=4, strict=True)] = 0.3
     """Region growing never takes a voxel further than this from every cluster centre."""
+    scene_clusters: NonNegativeInt = 32
+    """Background model: k of a k-means over all voxel features; a voxel nearer to one of
+    these centres that is unlike the stroke than to the stroke is never selected
+    (0: off, as in ISRF)."""
     sigma_f: PositiveFloat = 0.1
     """Feature bandwidth of the bilateral weights exp(-|F(q) - F(p)|^2 / sigma_f)."""
     sigma_d: PositiveFloat = 1.0

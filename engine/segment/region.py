@@ -8,6 +8,11 @@
 4. Bilateral region growing from the seeds (grow.py), never into voxels further than
    `grow_distance` from every centre, nor into `blocked` voxels, until nothing changes
    or `max_growth` rounds have run.
+Beyond ISRF, a background model: `rivals` are k-means centres of the whole scene's voxel
+features that are unlike every stroke centre (further than `grow_distance`). A voxel
+closer to a rival than to the stroke is something else, and is neither a seed nor grown
+into. Where two objects touch, their voxels' features blend, and distance thresholds
+alone let a region leak across; the comparison stops it at the contact.
 """
 
 from __future__ import annotations
@@ -39,14 +44,26 @@ class Region:
     centres: int             # k-means centres used
 
 
-def select_region(domain: VoxelDomain, view: StrokeView, params: SegmentConfig,
-                  blocked: torch.Tensor | None = None) -> Region:
-    """The region [M] a stroke selects; `blocked` [M] voxels are never part of it."""
+def stroke_centres(view: StrokeView, params: SegmentConfig) -> torch.Tensor:
+    """k-means centres [K, D] (unit length) of the stroke's rendered features."""
     if len(view.features) == 0 or len(view.hit_rows) == 0:
         raise IsrfError("the stroke touches no part of the scene (only empty background)")
     centres = cluster_centres(F.normalize(view.features.float(), dim=-1), params.clusters)
+    return F.normalize(centres, dim=-1)
+
+
+def select_region(domain: VoxelDomain, view: StrokeView, params: SegmentConfig,
+                  blocked: torch.Tensor | None = None, scene_centres: torch.Tensor | None = None
+                  ) -> Region:
+    """The region [M] a stroke selects; `blocked` [M] voxels are never part of it.
+    scene_centres [S, D]: k-means centres of all voxel features (the background model)."""
+    centres = stroke_centres(view, params)
     distance = domain.nearest_distance(centres)                              # [M]
     free = torch.ones_like(distance, dtype=torch.bool) if blocked is None else ~blocked
+    if scene_centres is not None and len(scene_centres):
+        unlike = (2 - 2 * scene_centres @ centres.T).amin(1) > params.grow_distance
+        if unlike.any():
+            free &= distance <= domain.nearest_distance(scene_centres[unlike])
     similar = (distance < params.seed_distance) & free
     hit = torch.zeros_like(similar)
     hit[view.hit_rows] = True

@@ -37,7 +37,7 @@ from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, probe_rays, render_segment_image
 from engine.segment.kmeans import cluster_centres
-from engine.segment.region import StrokeView, select_region
+from engine.segment.region import StrokeView, select_region, stroke_centres
 from engine.segment.strokes import Stroke, parse_stroke, stroke_pixels
 from engine.segment.voxels import VoxelDomain
 
@@ -49,6 +49,7 @@ halo below it has features nobody trained (it barely renders) and would bridge o
 HIT_OPACITY = 0.5
 """Stroke pixels whose ray collects less opacity than this see background: ignored."""
 PROBE_CHUNK = 16384
+SCENE_SAMPLE = 200_000  # voxels the scene's k-means sees at most
 
 
 def params_with(base: SegmentConfig, overrides: dict, source: str) -> SegmentConfig:
@@ -116,6 +117,7 @@ class SegmentationSession:
         self.defaults = defaults or SegmentConfig()
         self.domain = VoxelDomain.of(field, features, DOMAIN_MIN_ALPHA)
         self.segments: dict[str, Segment] = {}
+        self._scene_centres: dict[int, torch.Tensor] = {}
 
     @property
     def device(self) -> torch.device:
@@ -158,15 +160,16 @@ class SegmentationSession:
         params = params_with(segment.params, stroke.params, f"{stroke.label} stroke params")
         view = self._stroke_view(stroke)
         state = segment.state
-        centres = F.normalize(cluster_centres(F.normalize(view.features, dim=-1), params.clusters), dim=-1)
+        centres = stroke_centres(view, params)
+        rivals = self.scene_centres(params.scene_clusters)
         if stroke.label == "positive":
             blocked = self._closer_to(state.negative, state.negative_centres, centres)
-            region = select_region(self.domain, view, params, blocked)
+            region = select_region(self.domain, view, params, blocked, rivals)
             new = dataclasses.replace(
                 state, strokes=state.strokes + (stroke,), positive=state.positive | region.voxels,
                 positive_centres=torch.cat([state.positive_centres, centres]))
         else:
-            region = select_region(self.domain, view, params)
+            region = select_region(self.domain, view, params, scene_centres=rivals)
             new = dataclasses.replace(
                 state, strokes=state.strokes + (stroke,), negative=state.negative | region.voxels,
                 negative_centres=torch.cat([state.negative_centres, centres]))
@@ -174,6 +177,17 @@ class SegmentationSession:
         return StrokeResult(name, stroke.label, len(view.features), region.seeds, region.rounds,
                             int(region.voxels.sum()), int(self.mask(name).sum()),
                             time.perf_counter() - started)
+
+    def scene_centres(self, k: int) -> torch.Tensor | None:
+        """k-means centres [k, D] of the voxel features (the background model; cached)."""
+        if k == 0 or self.domain.size == 0:
+            return None
+        if k not in self._scene_centres:
+            sample = self.domain.features
+            if len(sample) > SCENE_SAMPLE:   # an even spread of rows: deterministic
+                sample = sample[torch.linspace(0, len(sample) - 1, SCENE_SAMPLE).long()]
+            self._scene_centres[k] = F.normalize(cluster_centres(sample.float(), k), dim=-1)
+        return self._scene_centres[k]
 
     def _stroke_view(self, stroke: Stroke) -> StrokeView:
         camera = stroke.camera.resolve(self.cameras)

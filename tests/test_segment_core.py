@@ -1,0 +1,202 @@
+"""The parts of segmentation that need no trained field: brushes, strokes, region growing
+on hand-made voxel grids with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import IsrfError
+from engine.segment.grow import bilateral_grow, bilateral_scores, propagate
+from engine.segment.strokes import (Stroke, mask_to_polylines, parse_stroke, rasterize,
+                                    stroke_pixels)
+from engine.segment.voxels import NEIGHBOUR_OFFSETS, VoxelDomain
+
+
+# ----- brush -----------------------------------------------------------------------------
+def _brute_force_brush(polylines, radius, width, height) -> np.ndarray:
+    """The oracle: every pixel centre's distance to every segment, one at a time."""
+    painted = np.zeros((height, width), bool)
+    for j in range(height):
+        for i in range(width):
+            p = np.array([i + 0.5, j + 0.5])
+            for line in polylines:
+                points = np.asarray(line, float)
+                pairs = zip(points[:-1], points[1:]) if len(points) > 1 else [(points[0], points[0])]
+                for a, b in pairs:
+                    d = b - a
+                    t = 0.0 if not d.any() else np.clip((p - a) @ d / (d @ d), 0, 1)
+                    if np.sum((p - (a + t * d)) ** 2) < radius * radius:
+                        painted[j, i] = True
+    return painted
+
+
+def test_brush_matches_the_brute_force_oracle():
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        polylines = [rng.uniform(-5, 35, (rng.integers(1, 5), 2)).tolist() for _ in range(2)]
+        radius = float(rng.uniform(1, 6))
+        np.testing.assert_array_equal(rasterize(polylines, radius, 30, 20),
+                                      _brute_force_brush(polylines, radius, 30, 20))
+
+
+def test_brush_known_shapes():
+    dot = rasterize([[(4.5, 3.5)]], 1.0, 10, 8)
+    assert dot.sum() == 1 and dot[3, 4]
+    line = rasterize([[(2.5, 5.5), (8.5, 5.5)]], 1.0, 10, 8)
+    assert np.array_equal(np.nonzero(line)[1], np.arange(2, 9)) and set(np.nonzero(line)[0]) == {5}
+    disc = rasterize([[(10.5, 10.5)]], 3.0, 21, 21)
+    assert disc.sum() == sum(1 for x in range(-2, 3) for y in range(-2, 3) if x * x + y * y < 9)
+
+
+def test_scribble_images_become_strokes_that_paint_them_exactly():
+    rng = np.random.default_rng(1)
+    mask = rng.random((17, 23)) < 0.3
+    assert np.array_equal(rasterize(mask_to_polylines(mask), 1.0, 23, 17), mask)
+
+
+def test_strokes_outside_the_image_paint_nothing_and_say_so():
+    stroke = parse_stroke({"camera": {"view": 0}, "polylines": [[[-50, -50], [-20, -40]]]})
+    with pytest.raises(IsrfError, match="paints no pixel"):
+        stroke_pixels(stroke, 32, 32)
+    half = parse_stroke({"camera": {"view": 0}, "polylines": [[[-10, 5.5], [5.5, 5.5]]], "radius": 1})
+    cols, rows = stroke_pixels(half, 32, 32)
+    assert list(cols) == list(range(0, 6)) and set(rows.tolist()) == {5}
+
+
+@pytest.mark.parametrize("raw, names", [
+    ({"camera": {"view": 0}, "polylines": [[[1, 1]]], "radius": 0.5}, "radius"),
+    ({"camera": {"view": 0}, "polylines": [[[1, 1]]], "colour": "red"}, "colour: unknown key"),
+    ({"camera": {"view": 0}, "polylines": []}, "polylines"),
+    ({"camera": {"view": 0}, "polylines": [[]]}, "at least one point"),
+    ({"camera": {"view": 0}, "polylines": [[[1, "x"]]]}, "polylines"),
+    ({"camera": {"view": 0}, "polylines": [[[1, float("nan")]]]}, "polylines"),
+    ({"camera": {"view": 0}, "polylines": [[[1, 1]]], "label": "maybe"}, "label"),
+    ({"camera": {}, "polylines": [[[1, 1]]]}, "explicit camera needs"),
+    ({"camera": {"view": -1}, "polylines": [[[1, 1]]]}, "camera.view"),
+    ({"camera": {"view": 1, "width": 10}, "polylines": [[[1, 1]]]}, "either view or"),
+    ({"camera": {"intrinsics": [50, 50, 16, 16], "width": 32, "height": 32,
+                 "c2w": [[2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]},
+      "polylines": [[[1, 1]]]}, "orthonormal"),
+    ({"camera": {"intrinsics": [50, -50, 16, 16], "width": 32, "height": 32,
+                 "c2w": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]},
+      "polylines": [[[1, 1]]]}, "focal lengths"),
+])
+def test_bad_strokes_are_refused_naming_the_problem(raw, names):
+    with pytest.raises(IsrfError, match=names):
+        parse_stroke(raw)
+
+
+def test_explicit_opengl_camera_equals_its_opencv_twin():
+    from engine.data.cameras import Cameras
+
+    dataset = Cameras(torch.eye(4)[None], torch.tensor([[50.0, 50, 16, 16]]), torch.zeros(1, 4), 32, 32)
+    gl = np.eye(4)
+    gl[:3, 3] = [0.5, -0.2, 3.0]
+    cv = gl @ np.diag([1.0, -1, -1, 1])
+    common = {"intrinsics": [40, 41, 15, 17], "width": 32, "height": 30}
+    a = Stroke.model_validate({"camera": {**common, "c2w": gl.tolist(), "convention": "opengl"},
+                               "polylines": [[[1, 1]]]}).camera.resolve(dataset)
+    b = Stroke.model_validate({"camera": {**common, "c2w": cv.tolist()},
+                               "polylines": [[[1, 1]]]}).camera.resolve(dataset)
+    assert torch.allclose(a.c2w, b.c2w) and (a.width, a.height) == (32, 30)
+    with pytest.raises(IsrfError, match="view 3 does not exist"):
+        Stroke.model_validate({"camera": {"view": 3}, "polylines": [[[1, 1]]]}).camera.resolve(dataset)
+
+
+# ----- region growing on hand-made grids -----------------------------------------------------
+def _domain(occupied: np.ndarray, features: np.ndarray) -> VoxelDomain:
+    """A domain over the True voxels of `occupied` [X, Y, Z] with features [X, Y, Z, D]."""
+    occupied_t = torch.from_numpy(occupied)
+    coords = torch.nonzero(occupied_t).to(torch.int32)
+    index = torch.full(occupied.shape, -1, dtype=torch.int32)
+    index[occupied_t] = torch.arange(len(coords), dtype=torch.int32)
+    table = torch.nn.functional.normalize(torch.from_numpy(features[occupied]).float(), dim=-1)
+    return VoxelDomain(coords, index, table.half())
+
+
+def _rows(domain: VoxelDomain, mask: np.ndarray) -> torch.Tensor:
+    """A bool grid [X, Y, Z] as a domain mask [M]."""
+    c = domain.coords.long()
+    return torch.from_numpy(mask)[c[:, 0], c[:, 1], c[:, 2]]
+
+
+def _two_halves(gap: bool = False):
+    occupied = np.ones((12, 6, 6), bool)
+    if gap:
+        occupied[6] = False
+    features = np.zeros((12, 6, 6, 4), np.float32)
+    features[:6, ..., 0] = 1
+    features[6:, ..., 1] = 1 if not gap else 0
+    features[6:, ..., 0] = 0 if not gap else 1
+    return occupied, features
+
+
+def test_growth_fills_the_similar_half_and_stops_at_the_feature_edge():
+    occupied, features = _two_halves()
+    domain = _domain(occupied, features)
+    seed = np.zeros(occupied.shape, bool)
+    seed[1:3, 2:4, 2:4] = True
+    allowed = torch.ones(domain.size, dtype=torch.bool)
+    grown, rounds = bilateral_grow(domain, _rows(domain, seed), allowed, sigma_f=0.1, sigma_d=1.0,
+                                   join=0.1, max_rounds=100)
+    expected = np.zeros(occupied.shape, bool)
+    expected[:6] = True
+    assert torch.equal(grown, _rows(domain, expected))
+    assert 0 < rounds < 100
+    # a bound on the rounds stops it early, one voxel layer a round
+    one, rounds = bilateral_grow(domain, _rows(domain, seed), allowed, 0.1, 1.0, 0.1, max_rounds=1)
+    assert rounds == 1 and seed.sum() < int(one.sum()) < expected.sum()
+
+
+def test_growth_never_crosses_empty_space_or_blocked_voxels():
+    occupied, features = _two_halves(gap=True)          # both halves alike, a plane of air
+    domain = _domain(occupied, features)
+    seed = np.zeros(occupied.shape, bool)
+    seed[1:3, 2:4, 2:4] = True
+    allowed = torch.ones(domain.size, dtype=torch.bool)
+    grown, _ = bilateral_grow(domain, _rows(domain, seed), allowed, 0.1, 1.0, 0.1, 100)
+    expected = np.zeros(occupied.shape, bool)
+    expected[:6] = True
+    assert torch.equal(grown, _rows(domain, expected))
+    blocked = np.zeros(occupied.shape, bool)
+    blocked[3:] = True                                   # a wall the region may not enter
+    grown, _ = bilateral_grow(domain, _rows(domain, seed), ~_rows(domain, blocked), 0.1, 1.0, 0.1, 100)
+    assert torch.equal(grown, _rows(domain, occupied & ~blocked & (np.arange(12) < 6)[:, None, None]))
+
+
+def test_propagation_reaches_the_cube_of_its_round_count():
+    occupied = np.ones((15, 15, 15), bool)
+    domain = _domain(occupied, np.ones((15, 15, 15, 2), np.float32))
+    start = np.zeros(occupied.shape, bool)
+    start[7, 7, 7] = True
+    everywhere = torch.ones(domain.size, dtype=torch.bool)
+    for rounds in (0, 1, 3):
+        reached = propagate(domain, _rows(domain, start), everywhere, rounds)
+        expected = np.zeros(occupied.shape, bool)
+        expected[7 - rounds:8 + rounds, 7 - rounds:8 + rounds, 7 - rounds:8 + rounds] = True
+        assert torch.equal(reached, _rows(domain, expected))
+
+
+def test_bilateral_scores_match_a_voxel_by_voxel_reference():
+    rng = np.random.default_rng(2)
+    occupied = rng.random((7, 6, 5)) < 0.7
+    features = rng.normal(size=(7, 6, 5, 3)).astype(np.float32)
+    domain = _domain(occupied, features)
+    region = torch.from_numpy(rng.random(domain.size) < 0.4)
+    candidates = torch.arange(domain.size)
+    fast = bilateral_scores(domain, candidates, region, sigma_f=0.5, sigma_d=1.5)
+    unit = domain.features.float()
+    coords = domain.coords.long()
+    for row in range(domain.size):
+        num = den = 0.0
+        for offset in NEIGHBOUR_OFFSETS.long():
+            q = coords[row] + offset
+            if (q < 0).any() or (q >= torch.tensor(occupied.shape)).any() or not occupied[tuple(q)]:
+                continue
+            other = int(domain.index[tuple(q)])
+            w = np.exp(-float(((unit[row] - unit[other]) ** 2).sum()) / 0.5 - float(offset.abs().sum()) / 1.5)
+            num += w * float(region[other])
+            den += w
+        assert float(fast[row]) == pytest.approx(num / den if den else 0.0, abs=2e-3)
