@@ -21,6 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.toml"
 DEFAULT_SCENE = REPO_ROOT / "scenes" / "default"
 SCENE_SCRIPT = REPO_ROOT / "scripts" / "make_default_scene.py"
+DEFAULT_BENCHMARK = REPO_ROOT / "benchmarks" / "default.json"
+DEMO_OBJECT = "checker_cube"
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -90,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(evaluate)
 
     demo = commands.add_parser("demo", help="the main job: make the default scene if missing, "
-                                            "train, distil features, render the test views")
+                                            "train, distil features, render the test views, "
+                                            "segment every object from scribbles and mesh one")
     demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _add_device(demo)
     return parser
@@ -247,6 +250,26 @@ def cmd_demo(args) -> None:
     out_dir = Path(scene.config.train.out_dir) / "test_views"
     with_features = scene.config.distill.steps > 0
     _print_metrics(scene.render_views("test", out_dir, features=with_features), out_dir)
+    if with_features:
+        _demo_segmentation(scene, Path(scene.config.train.out_dir) / "segment")
+
+
+def _demo_segmentation(scene, out_dir: Path) -> None:
+    """Score the default benchmark (every object from its scribbles), then write one
+    object's mesh, per-view masks and renders."""
+    from engine.mesh.export import save_mesh
+    from engine.segment.benchmark import format_table, load_benchmark, run_benchmark
+
+    spec = load_benchmark(DEFAULT_BENCHMARK)
+    results = run_benchmark(scene, spec, DEFAULT_BENCHMARK.parent)
+    write_json(out_dir / "benchmark.json", results)
+    print(format_table(results))
+    session = scene.segmentation
+    session.save(out_dir / "session.npz")
+    views = scene.export_segment(DEMO_OBJECT, out_dir / DEMO_OBJECT, "all")
+    mesh_path = save_mesh(scene.mesh(DEMO_OBJECT), out_dir / DEMO_OBJECT / "mesh.ply")
+    print(f"{DEMO_OBJECT}: mesh {mesh_path}; masks and renders of {len(views)} views in "
+          f"{out_dir / DEMO_OBJECT}")
 
 
 COMMANDS = {"train": cmd_train, "features": cmd_features, "render": cmd_render,

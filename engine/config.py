@@ -215,9 +215,14 @@ class SegmentConfig:
 class MeshConfig:
     """Meshes of segments by marching cubes (engine/mesh/)."""
     level: Fraction = 0.5
-    """Iso-level on the per-voxel opacity 1 - exp(-sigma * voxel)."""
+    """Iso-level on the opacity of `thickness` voxels of material, 1 - exp(-sigma * thickness)."""
+    thickness: PositiveFloat = 4.0
+    """Voxels of material the level refers to. Fields trained on few or small images have
+    soft surfaces (each voxel only partly opaque, several together opaque); 4 finds their
+    surface, and a sharp surface sits at its density jump whatever the value."""
     smooth: NonNegativeFloat = 1.0
-    """Gaussian smoothing of the opacity volume before marching cubes (sigma, voxels; 0: none)."""
+    """Gaussian smoothing of the segment's voxel mask before it multiplies the opacity
+    (sigma, voxels; 0: none): smooth cuts where the segment ends inside material."""
     largest_component: Bool = True
     """Keep only the largest connected piece (drops floaters)."""
     max_faces: NonNegativeInt = 200_000

@@ -35,9 +35,11 @@ def _sphere_field(extra_ball: tuple | None = None) -> RadianceField:
     if extra_ball is not None:
         centre, radius = extra_ball
         signed = torch.maximum(signed, radius - (points - torch.tensor(centre)).norm(dim=-1))
+    # the mesh's opacity 1 - exp(-thickness * softplus(raw + shift)) is 0.5 where
+    # softplus(raw + shift) = ln 2 / thickness
+    surface = math.log(math.expm1(math.log(2) / MeshConfig().thickness))
     with torch.no_grad():
-        # opacity 1 - exp(-softplus(raw + shift)) is 0.5 where raw + shift = 0
-        field.density.grid[0, 0] = -field.act_shift + signed / field.voxel_size * 4
+        field.density.grid[0, 0] = surface - field.act_shift + signed / field.voxel_size * 4
     field.update_occupancy()
     return field
 
@@ -109,7 +111,7 @@ def test_largest_component_and_face_budget():
     budget = extract_mesh(field, BOUNDED, torch.eye(4), _scene_config(max_faces=500))
     assert 0 < len(budget.faces) <= 500 and len(one.faces) > 500
     with torch.no_grad():
-        field.density.grid.fill_(-field.act_shift - 5)       # faint fog everywhere
+        field.density.grid.fill_(-field.act_shift - 6)       # faint fog everywhere
     field.update_occupancy()
     with pytest.raises(IsrfError, match="never reaches"):
         extract_mesh(field, BOUNDED, torch.eye(4), _scene_config())

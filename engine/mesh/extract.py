@@ -1,10 +1,12 @@
 """A segment's mesh: marching cubes on its masked opacity, coloured by the radiance field.
 
-1. The opacity of one final-grid voxel, 1 - exp(-sigma), on the field's grid, set to 0
-   outside the segment's voxels (cropped to the segment's box, so small objects in big
+1. The opacity of `thickness` final-grid voxels of material, 1 - exp(-sigma * thickness),
+   on the field's grid, set to 0 outside the segment's voxels (cropped to the segment's box, so small objects in big
    grids are cheap).
-2. Optional Gaussian smoothing (a cheap stand-in for mesh smoothing, which is 200x slower
-   at 256^3) and removal of every connected piece but the largest.
+2. Optional Gaussian smoothing of the segment's voxel mask (so cuts through material are
+   smooth rather than staircases; the field's own surfaces are already smooth, and
+   smoothing a thin soft shell would erase it) and removal of every connected piece but
+   the largest.
 3. scikit-image's marching cubes at `level`, then quadric decimation to the face budget.
 4. Each vertex takes the colour the field gives it seen head-on (view direction = minus
    its normal; forward-facing scenes: seen from the reference camera).
@@ -32,10 +34,10 @@ CHUNK = 1 << 16
 
 
 @torch.no_grad()
-def voxel_opacity(field: RadianceField) -> torch.Tensor:
-    """[X, Y, Z] opacity of one final-grid voxel of material at each grid vertex."""
+def material_opacity(field: RadianceField, thickness: float) -> torch.Tensor:
+    """[X, Y, Z] opacity of `thickness` final-grid voxels of material at each grid vertex."""
     sigma = F.softplus(field.density.grid[0, 0] + field.act_shift)
-    return 1 - torch.exp(-sigma)
+    return 1 - torch.exp(-sigma * thickness)
 
 
 def _crop(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
@@ -59,15 +61,16 @@ def extract_mesh(field: RadianceField, space: RaySpace, to_scene: torch.Tensor,
                  config: MeshConfig, voxels: torch.Tensor | None = None) -> trimesh.Trimesh:
     """The mesh of the field's material inside `voxels` (bool grid [X, Y, Z]; None: all),
     in world coordinates (see the module docstring), with per-vertex colours."""
-    opacity = voxel_opacity(field)
+    opacity = material_opacity(field, config.thickness)
     mask = (field.occupancy if voxels is None else voxels & field.occupancy).cpu().numpy()
     if not mask.any():
         raise IsrfError("the segment is empty: nothing to mesh")
     pad = 2 + int(np.ceil(3 * config.smooth))
     box = _crop(mask, pad)
-    volume = np.where(mask[box], opacity.cpu().numpy()[box], 0).astype(np.float32)
-    if config.smooth > 0:
-        volume = ndimage.gaussian_filter(volume, config.smooth)
+    keep = mask[box].astype(np.float32)
+    if config.smooth > 0:   # soften the segment's cut, not the field's own surfaces
+        keep = ndimage.gaussian_filter(keep, config.smooth)
+    volume = (opacity.cpu().numpy()[box] * keep).astype(np.float32)
     if config.largest_component:
         volume = _keep_largest(volume, config.level)
     if volume.max() <= config.level:

@@ -22,7 +22,6 @@ every non-zero pixel, for binary masks). Relative paths are from the spec's fold
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -165,7 +164,3 @@ def format_table(results: dict) -> str:
     lines.append(f"{'mean':<20} {100 * results['mean_iou']:6.1f} "
                  f"{100 * results['mean_accuracy']:6.1f}")
     return "\n".join(lines)
-
-
-def timestamp() -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S")

@@ -52,12 +52,12 @@ def stroke_centres(view: StrokeView, params: SegmentConfig) -> torch.Tensor:
     return F.normalize(centres, dim=-1)
 
 
-def select_region(domain: VoxelDomain, view: StrokeView, params: SegmentConfig,
-                  blocked: torch.Tensor | None = None, scene_centres: torch.Tensor | None = None
-                  ) -> Region:
-    """The region [M] a stroke selects; `blocked` [M] voxels are never part of it.
-    scene_centres [S, D]: k-means centres of all voxel features (the background model)."""
-    centres = stroke_centres(view, params)
+def select_region(domain: VoxelDomain, view: StrokeView, centres: torch.Tensor,
+                  params: SegmentConfig, blocked: torch.Tensor | None = None,
+                  scene_centres: torch.Tensor | None = None) -> Region:
+    """The region [M] a stroke selects from its `centres` [K, D] (`stroke_centres`);
+    `blocked` [M] voxels are never part of it. scene_centres [S, D]: k-means centres of
+    all voxel features (the background model)."""
     distance = domain.nearest_distance(centres)                              # [M]
     free = torch.ones_like(distance, dtype=torch.bool) if blocked is None else ~blocked
     if scene_centres is not None and len(scene_centres):

@@ -136,7 +136,7 @@ class SegmentationSession:
         if name in self.segments:
             raise IsrfError(f"segment {name!r} already exists")
         segment = Segment(name, params_with(self.defaults, params or {}, f"segment {name!r}"),
-                          SegmentState.empty(self.domain.size, self.features.dims, self.device))
+                          self._empty_state())
         self.segments[name] = segment
         return segment
 
@@ -156,27 +156,32 @@ class SegmentationSession:
         started = time.perf_counter()
         if not isinstance(stroke, Stroke):
             stroke = parse_stroke(stroke)
-        segment = self.segments.get(name) or self.add_segment(name)
-        params = params_with(segment.params, stroke.params, f"{stroke.label} stroke params")
+        segment = self.segments.get(name)
+        base = segment.params if segment is not None else self.defaults
+        params = params_with(base, stroke.params, f"{stroke.label} stroke params")
         view = self._stroke_view(stroke)
-        state = segment.state
         centres = stroke_centres(view, params)
         rivals = self.scene_centres(params.scene_clusters)
+        state = segment.state if segment is not None else self._empty_state()
         if stroke.label == "positive":
             blocked = self._closer_to(state.negative, state.negative_centres, centres)
-            region = select_region(self.domain, view, params, blocked, rivals)
+            region = select_region(self.domain, view, centres, params, blocked, rivals)
             new = dataclasses.replace(
                 state, strokes=state.strokes + (stroke,), positive=state.positive | region.voxels,
                 positive_centres=torch.cat([state.positive_centres, centres]))
         else:
-            region = select_region(self.domain, view, params, scene_centres=rivals)
+            region = select_region(self.domain, view, centres, params, scene_centres=rivals)
             new = dataclasses.replace(
                 state, strokes=state.strokes + (stroke,), negative=state.negative | region.voxels,
                 negative_centres=torch.cat([state.negative_centres, centres]))
+        segment = segment or self.add_segment(name)   # only once the stroke has succeeded
         segment.push(new)
         return StrokeResult(name, stroke.label, len(view.features), region.seeds, region.rounds,
                             int(region.voxels.sum()), int(self.mask(name).sum()),
                             time.perf_counter() - started)
+
+    def _empty_state(self) -> SegmentState:
+        return SegmentState.empty(self.domain.size, self.features.dims, self.device)
 
     def scene_centres(self, k: int) -> torch.Tensor | None:
         """k-means centres [k, D] of the voxel features (the background model; cached)."""
@@ -249,13 +254,13 @@ class SegmentationSession:
     def reset(self, name: str) -> None:
         """Clear the segment's strokes and masks (undoable)."""
         segment = self.segment(name)
-        segment.push(SegmentState.empty(self.domain.size, self.features.dims, self.device))
+        segment.push(self._empty_state())
 
     def replay(self, name: str) -> list[StrokeResult]:
         """Rebuild a segment from its strokes alone (its history is cleared)."""
         segment = self.segment(name)
         strokes = segment.state.strokes
-        segment.state = SegmentState.empty(self.domain.size, self.features.dims, self.device)
+        segment.state = self._empty_state()
         segment.undo_stack.clear()
         segment.redo_stack.clear()
         results = [self.stroke(name, stroke) for stroke in strokes]

@@ -1,0 +1,177 @@
+"""Segmentation benchmark: stroke -> updated mask latency, memory, meshing time, and the
+IoU / pixel accuracy of every object of the default scene (benchmarks/default.json).
+
+    .venv/bin/python scripts/bench_segment.py                  # every case, CPU
+    .venv/bin/python scripts/bench_segment.py --case mesh_256 --device cuda
+
+Cases:
+- default_scene: the default benchmark on the main job's checkpoint (runs/default/
+  checkpoint.pt; `./scripts/demo.sh` writes it): per-object IoU and accuracy, and the
+  latency of each of its strokes (from the stroke's JSON to the segment's updated mask:
+  rays, features, k-means, seeds, growth), p50 / p95, with the process's peak memory.
+- mesh_default: meshing one object of the default scene at its grid (211x161x62).
+- mesh_256: meshing a 256^3 grid holding a ball of radius 0.4 of the box.
+
+Each case runs in its own process. Results: bench_results/segment_<device>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench_common import save_rows  # noqa: E402
+
+DEFAULT_CHECKPOINT = REPO / "runs" / "default" / "checkpoint.pt"
+BENCHMARK = REPO / "benchmarks" / "default.json"
+CASES = ["default_scene", "mesh_default", "mesh_256"]
+
+
+def _peak_mb(device) -> dict:
+    import torch
+
+    peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    if device.type == "cuda":
+        peak["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+    return peak
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def case_default_scene(device, checkpoint: Path) -> dict:
+    import numpy as np
+    import torch
+
+    from engine.scene import Scene
+    from engine.segment import benchmark as bench
+
+    torch.set_grad_enabled(False)
+    scene = Scene.from_checkpoint(checkpoint, device)
+    started = time.perf_counter()
+    session = scene.segmentation
+    setup = time.perf_counter() - started
+    spec = bench.load_benchmark(BENCHMARK)
+    results = bench.run_benchmark(scene, spec, BENCHMARK.parent, progress=False)
+    latencies = np.array([s for o in results["objects"] for s in o["stroke_seconds"]])
+    return {"grid": "x".join(map(str, scene.field.resolution)), "domain_voxels": session.domain.size,
+            "session_setup_s": round(setup, 2), "strokes": len(latencies),
+            "stroke_p50_s": round(float(np.percentile(latencies, 50)), 3),
+            "stroke_p95_s": round(float(np.percentile(latencies, 95)), 3),
+            "mean_iou": round(100 * results["mean_iou"], 1),
+            "mean_accuracy": round(100 * results["mean_accuracy"], 2),
+            "objects": {o["name"]: [round(100 * o["iou"], 1), round(100 * o["accuracy"], 2)]
+                        for o in results["objects"]},
+            **_peak_mb(device)}
+
+
+def case_mesh_default(device, checkpoint: Path) -> dict:
+    from engine.scene import Scene
+    from engine.segment.benchmark import load_benchmark
+
+    scene = Scene.from_checkpoint(checkpoint, device)
+    item = next(o for o in load_benchmark(BENCHMARK).objects if o.name == "checker_cube")
+    for stroke in item.strokes:
+        scene.segmentation.stroke(item.name, stroke)
+    _sync(device)
+    started = time.perf_counter()
+    mesh = scene.mesh(item.name)
+    _sync(device)
+    return {"grid": "x".join(map(str, scene.field.resolution)), "object": item.name,
+            "seconds": round(time.perf_counter() - started, 3), "vertices": len(mesh.vertices),
+            "faces": len(mesh.faces), **_peak_mb(device)}
+
+
+def case_mesh_256(device, checkpoint: Path) -> dict:
+    import torch
+
+    from engine.config import FieldConfig, MeshConfig
+    from engine.field.radiance_field import RadianceField
+    from engine.field.renderer import RaySpace
+    from engine.mesh.extract import extract_mesh
+
+    field = RadianceField(FieldConfig(), -torch.ones(3), torch.ones(3), num_voxels=256**3).to(device)
+    axes = [torch.linspace(-1, 1, n, device=device) for n in field.resolution]
+    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
+    with torch.no_grad():
+        field.density.grid[0, 0] = -field.act_shift + (0.4 - points.norm(dim=-1)) / field.voxel_size * 4
+    field.update_occupancy()
+    space = RaySpace("bounded", (1.0, 1.0, 1.0))
+    timings = []
+    for _ in range(3):
+        _sync(device)
+        started = time.perf_counter()
+        mesh = extract_mesh(field, space, torch.eye(4), MeshConfig(max_faces=0))
+        _sync(device)
+        timings.append(time.perf_counter() - started)
+    return {"grid": "x".join(map(str, field.resolution)), "seconds": round(min(timings), 3),
+            "vertices": len(mesh.vertices), "faces": len(mesh.faces), **_peak_mb(device)}
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| case | device | grid | result | peak memory |", "|---|---|---|---|---|"]
+    for r in rows:
+        if r["case"] == "default_scene":
+            result = (f"mean IoU {r['mean_iou']}, accuracy {r['mean_accuracy']}; stroke p50 "
+                      f"{r['stroke_p50_s']} s, p95 {r['stroke_p95_s']} s ({r['strokes']} strokes, "
+                      f"{r['domain_voxels']} voxels)")
+        else:
+            result = f"{r['seconds']} s, {r['faces']} faces"
+        memory = f"{r['peak_rss_mb']} MB RSS" + (f", {r['peak_gpu_mb']} MB GPU" if "peak_gpu_mb" in r else "")
+        lines.append(f"| {r['case']} | {r['device']} | {r['grid']} | {result} | {memory} |")
+    objects = next((r["objects"] for r in rows if r["case"] == "default_scene"), None)
+    if objects:
+        lines += ["", "| object | IoU | accuracy |", "|---|---|---|"]
+        lines += [f"| {name} | {iou} | {acc} |" for name, (iou, acc) in objects.items()]
+    return "\n".join(lines) + "\n"
+
+
+def run_case(name: str, device_name: str, checkpoint: Path) -> dict:
+    import torch
+
+    torch.set_num_threads(torch.get_num_threads())
+    device = torch.device(device_name)
+    row = globals()[f"case_{name}"](device, checkpoint)
+    return {"case": name, "device": device_name, "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), **row}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=CASES, action="append")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
+    parser.add_argument("--one", help=argparse.SUPPRESS)    # internal: run one case here
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_case(args.one, args.device, args.checkpoint)))
+        return
+    if not args.checkpoint.is_file():
+        sys.exit(f"{args.checkpoint}: missing; run ./scripts/demo.sh first")
+    rows = []
+    for name in args.case or CASES:
+        result = subprocess.run([sys.executable, __file__, "--one", name, "--device", args.device,
+                                 "--checkpoint", str(args.checkpoint)],
+                                capture_output=True, text=True, check=True)
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]))
+    stem = f"segment_{args.device.split(':')[0]}"
+    save_rows(REPO / "bench_results", stem, rows, CASES, markdown)
+    print(f"bench_results/{stem}.md")
+
+
+if __name__ == "__main__":
+    main()
