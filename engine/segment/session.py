@@ -118,6 +118,7 @@ class SegmentationSession:
         self.domain = VoxelDomain.of(field, features, DOMAIN_MIN_ALPHA)
         self.segments: dict[str, Segment] = {}
         self._scene_centres: dict[int, torch.Tensor] = {}
+        self.scene_centres(self.defaults.scene_clusters)   # now, not in the first stroke
 
     @property
     def device(self) -> torch.device:
