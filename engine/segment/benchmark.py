@@ -21,17 +21,16 @@ every non-zero pixel, for binary masks). Relative paths are from the spec's fold
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from engine.errors import IsrfError
-from engine.segment.strokes import Stroke, StrokeCamera, describe_validation, mask_to_polylines
+from engine.segment.strokes import Stroke, StrokeCamera, load_json_file, mask_to_polylines
 
 BENCHMARK_FORMAT = "isrf-benchmark"
 
@@ -71,17 +70,7 @@ class Benchmark(_Strict):
 
 
 def load_benchmark(path: str | Path) -> Benchmark:
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise IsrfError(f"{path}: benchmark file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise IsrfError(f"{path}: not valid JSON: {error}") from None
-    try:
-        return Benchmark.model_validate(raw)
-    except ValidationError as error:
-        raise IsrfError(describe_validation(error, str(path))) from None
+    return load_json_file(path, Benchmark, "benchmark file")
 
 
 def read_png(path: Path, size: tuple[int, int], what: str) -> np.ndarray:

@@ -194,15 +194,20 @@ class StrokesFile(_Strict):
     segments: list[SegmentStrokes] = Field(min_length=1)
 
 
-def load_strokes_file(path: str | Path) -> StrokesFile:
+def load_json_file(path: str | Path, model: type[BaseModel], what: str):
+    """Read a JSON file and validate it as `model`; every failure is one line naming it."""
     path = Path(path)
     try:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
-        raise IsrfError(f"{path}: strokes file not found") from None
+        raise IsrfError(f"{path}: {what} not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise IsrfError(f"{path}: not valid JSON: {error}") from None
     try:
-        return StrokesFile.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
         raise IsrfError(describe_validation(error, str(path))) from None
+
+
+def load_strokes_file(path: str | Path) -> StrokesFile:
+    return load_json_file(path, StrokesFile, "strokes file")
