@@ -109,11 +109,8 @@ def test_explicit_opengl_camera_equals_its_opencv_twin():
 def _domain(occupied: np.ndarray, features: np.ndarray) -> VoxelDomain:
     """A domain over the True voxels of `occupied` [X, Y, Z] with features [X, Y, Z, D]."""
     occupied_t = torch.from_numpy(occupied)
-    coords = torch.nonzero(occupied_t).to(torch.int32)
-    index = torch.full(occupied.shape, -1, dtype=torch.int32)
-    index[occupied_t] = torch.arange(len(coords), dtype=torch.int32)
-    table = torch.nn.functional.normalize(torch.from_numpy(features[occupied]).float(), dim=-1)
-    return VoxelDomain(coords, index, table.half())
+    coords = torch.nonzero(occupied_t)
+    return VoxelDomain.create(coords, list(occupied.shape), torch.from_numpy(features[occupied]))
 
 
 def _rows(domain: VoxelDomain, mask: np.ndarray) -> torch.Tensor:
@@ -177,6 +174,22 @@ def test_propagation_reaches_the_cube_of_its_round_count():
         expected = np.zeros(occupied.shape, bool)
         expected[7 - rounds:8 + rounds, 7 - rounds:8 + rounds, 7 - rounds:8 + rounds] = True
         assert torch.equal(reached, _rows(domain, expected))
+
+
+def test_neighbours_and_lookups_match_the_grid_including_its_faces():
+    """Voxels on the grid's faces have neighbours outside it: those must read as empty."""
+    rng = np.random.default_rng(3)
+    occupied = rng.random((5, 4, 3)) < 0.6
+    domain = _domain(occupied, rng.normal(size=(5, 4, 3, 2)).astype(np.float32))
+    found = domain.neighbours(torch.arange(domain.size))
+    for row, position in enumerate(domain.coords.long()):
+        for column, offset in enumerate(NEIGHBOUR_OFFSETS.long()):
+            q = position + offset
+            outside = (q < 0).any() or (q >= torch.tensor(occupied.shape)).any()
+            expected = -1 if outside or not occupied[tuple(q)] else int(domain.index[tuple(q)])
+            assert int(found[row, column]) == expected
+    assert domain.lookup(torch.tensor([[-1, 0, 0], [5, 0, 0], [0, 0, 3]])).tolist() == [-1, -1, -1]
+    assert (domain.lookup(domain.coords.long()) == torch.arange(domain.size)).all()
 
 
 def test_bilateral_scores_match_a_voxel_by_voxel_reference():
