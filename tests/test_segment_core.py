@@ -3,14 +3,18 @@ on hand-made voxel grids with known answers."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from engine.config import DataConfig
+from engine.data import load_scene
 from engine.errors import IsrfError
 from engine.segment.grow import bilateral_grow, bilateral_scores, propagate
-from engine.segment.strokes import (Stroke, mask_to_polylines, parse_stroke, rasterize,
-                                    stroke_pixels)
+from engine.segment.strokes import (Stroke, load_strokes_file, mask_to_polylines,
+                                    parse_stroke, rasterize, stroke_pixels)
 from engine.segment.voxels import NEIGHBOUR_OFFSETS, VoxelDomain
 
 
@@ -103,6 +107,22 @@ def test_explicit_opengl_camera_equals_its_opencv_twin():
     assert torch.allclose(a.c2w, b.c2w) and (a.width, a.height) == (32, 30)
     with pytest.raises(IsrfError, match="view 3 does not exist"):
         Stroke.model_validate({"camera": {"view": 3}, "polylines": [[[1, 1]]]}).camera.resolve(dataset)
+
+
+FERN = Path(__file__).resolve().parents[2] / "shared" / "scenes" / "fern"
+FERN_STROKES = Path(__file__).resolve().parents[1] / "benchmarks" / "fern_strokes.json"
+
+
+@pytest.mark.skipif(not FERN.is_dir(), reason=f"fern capture not found at {FERN}")
+def test_the_fern_benchmark_strokes_lie_inside_fern_images_4():
+    """scripts/bench_segment.py's GPU case paints these on fern at 1/4 resolution."""
+    cameras = load_scene(DataConfig(path=str(FERN), downscale=4)).cameras
+    for segment in load_strokes_file(FERN_STROKES).segments:
+        for stroke in segment.strokes:
+            camera = stroke.camera.resolve(cameras)
+            points = np.concatenate([np.asarray(line) for line in stroke.polylines])
+            assert (points >= 0).all() and (points < [camera.width, camera.height]).all()
+            assert len(stroke_pixels(stroke, camera.width, camera.height)[0]) > 100 * stroke.radius
 
 
 # ----- region growing on hand-made grids -----------------------------------------------------
