@@ -274,3 +274,20 @@ def test_benchmark_specs_are_validated(trained, tmp_path, capsys):
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     assert main(["eval", "--benchmark", str(tmp_path / "spec.json"), "--device", "cpu"]) == 2
     assert "version" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_session_selects_what_the_cpu_selects(trained):
+    """On a GPU the domain keeps float16 features; the selection may differ only by the
+    few voxels whose distances sit on a threshold."""
+    masks = {}
+    for device in ("cpu", "cuda"):
+        session = Scene.from_checkpoint(trained[0], device).segmentation
+        for stroke in _strokes(trained[1], "object_1"):
+            session.stroke("red", stroke)
+        masks[device] = session.mask("red").cpu()
+        if device == "cuda":
+            assert session.domain.features.dtype == torch.float16
+    differ = int((masks["cpu"] ^ masks["cuda"]).sum())
+    assert masks["cpu"].sum() > 0 and differ <= 0.01 * int(masks["cpu"].sum())
