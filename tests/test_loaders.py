@@ -14,10 +14,9 @@ from PIL import Image
 from engine.config import DataConfig
 from engine.data import load_scene
 from engine.data.cameras import distort
+from real_scenes import FERN, needs_fern
 from synthetic import SPHERES, make_sphere_scene, write_llff
 
-FERN = Path(__file__).resolve().parents[2] / "shared" / "scenes" / "fern"
-needs_fern = pytest.mark.skipif(not FERN.is_dir(), reason=f"fern capture not found at {FERN}")
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from engine.segment.grow import bilateral_grow, bilateral_scores, propagate
 from engine.segment.strokes import (Stroke, load_strokes_file, mask_to_polylines,
                                     parse_stroke, rasterize, stroke_pixels)
 from engine.segment.voxels import NEIGHBOUR_OFFSETS, VoxelDomain
+from real_scenes import FERN, needs_fern
 
 
 # ----- brush -----------------------------------------------------------------------------
@@ -109,11 +110,10 @@ def test_explicit_opengl_camera_equals_its_opencv_twin():
         Stroke.model_validate({"camera": {"view": 3}, "polylines": [[[1, 1]]]}).camera.resolve(dataset)
 
 
-FERN = Path(__file__).resolve().parents[2] / "shared" / "scenes" / "fern"
 FERN_STROKES = Path(__file__).resolve().parents[1] / "benchmarks" / "fern_strokes.json"
 
 
-@pytest.mark.skipif(not FERN.is_dir(), reason=f"fern capture not found at {FERN}")
+@needs_fern
 def test_the_fern_benchmark_strokes_lie_inside_fern_images_4():
     """scripts/bench_segment.py's GPU case paints these on fern at 1/4 resolution."""
     cameras = load_scene(DataConfig(path=str(FERN), downscale=4)).cameras
