@@ -62,25 +62,39 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def case_default_scene(device, checkpoint: Path) -> dict:
-    import numpy as np
+def _open_session(device, checkpoint: Path):
+    """(scene, its segmentation session, seconds the session took to start)."""
     import torch
 
     from engine.scene import Scene
-    from engine.segment import benchmark as bench
 
     torch.set_grad_enabled(False)
     scene = Scene.from_checkpoint(checkpoint, device)
     started = time.perf_counter()
     session = scene.segmentation
-    setup = time.perf_counter() - started
+    _sync(device)
+    return scene, session, time.perf_counter() - started
+
+
+def _stroke_summary(scene, setup: float, latencies: list[float]) -> dict:
+    """The grid, the session's start-up time and the strokes' latency percentiles."""
+    import numpy as np
+
+    return {"grid": "x".join(map(str, scene.field.resolution)),
+            "domain_voxels": scene.segmentation.domain.size, "session_setup_s": round(setup, 2),
+            "strokes": len(latencies),
+            "stroke_p50_s": round(float(np.percentile(latencies, 50)), 3),
+            "stroke_p95_s": round(float(np.percentile(latencies, 95)), 3)}
+
+
+def case_default_scene(device, checkpoint: Path) -> dict:
+    from engine.segment import benchmark as bench
+
+    scene, _, setup = _open_session(device, checkpoint)
     spec = bench.load_benchmark(BENCHMARK)
     results = bench.run_benchmark(scene, spec, BENCHMARK.parent, progress=False)
-    latencies = np.array([s for o in results["objects"] for s in o["stroke_seconds"]])
-    return {"grid": "x".join(map(str, scene.field.resolution)), "domain_voxels": session.domain.size,
-            "session_setup_s": round(setup, 2), "strokes": len(latencies),
-            "stroke_p50_s": round(float(np.percentile(latencies, 50)), 3),
-            "stroke_p95_s": round(float(np.percentile(latencies, 95)), 3),
+    latencies = [s for o in results["objects"] for s in o["stroke_seconds"]]
+    return {**_stroke_summary(scene, setup, latencies),
             "mean_iou": round(100 * results["mean_iou"], 1),
             "mean_accuracy": round(100 * results["mean_accuracy"], 2),
             "objects": {o["name"]: [round(100 * o["iou"], 1), round(100 * o["accuracy"], 2)]
@@ -89,18 +103,9 @@ def case_default_scene(device, checkpoint: Path) -> dict:
 
 
 def case_fern_320(device, checkpoint: Path) -> dict:
-    import numpy as np
-    import torch
-
-    from engine.scene import Scene
     from engine.segment.strokes import load_strokes_file
 
-    torch.set_grad_enabled(False)
-    scene = Scene.from_checkpoint(checkpoint, device)
-    started = time.perf_counter()
-    session = scene.segmentation
-    _sync(device)
-    setup = time.perf_counter() - started
+    scene, session, setup = _open_session(device, checkpoint)
     latencies = []
     for repeat in range(REPEATS + 1):      # the first round warms up kernels and caches
         for segment in load_strokes_file(FERN_STROKES).segments:
@@ -112,10 +117,7 @@ def case_fern_320(device, checkpoint: Path) -> dict:
                 _sync(device)
                 if repeat:
                     latencies.append(result.seconds)
-    return {"grid": "x".join(map(str, scene.field.resolution)), "domain_voxels": session.domain.size,
-            "session_setup_s": round(setup, 2), "strokes": len(latencies),
-            "stroke_p50_s": round(float(np.percentile(latencies, 50)), 3),
-            "stroke_p95_s": round(float(np.percentile(latencies, 95)), 3),
+    return {**_stroke_summary(scene, setup, latencies),
             "mask_voxels": int(session.mask(segment.name).sum()), **_peak_mb(device)}
 
 
