@@ -130,7 +130,8 @@ def _domain(occupied: np.ndarray, features: np.ndarray) -> VoxelDomain:
     """A domain over the True voxels of `occupied` [X, Y, Z] with features [X, Y, Z, D]."""
     occupied_t = torch.from_numpy(occupied)
     coords = torch.nonzero(occupied_t)
-    return VoxelDomain.create(coords, list(occupied.shape), torch.from_numpy(features[occupied]))
+    unit = torch.nn.functional.normalize(torch.from_numpy(features[occupied]).float(), dim=-1)
+    return VoxelDomain.create(coords, list(occupied.shape), unit)
 
 
 def _rows(domain: VoxelDomain, mask: np.ndarray) -> torch.Tensor:

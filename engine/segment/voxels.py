@@ -45,14 +45,13 @@ class VoxelDomain:
     def create(cls, coords: torch.Tensor, shape: list[int], features: torch.Tensor
                ) -> "VoxelDomain":
         """A domain of the voxels at grid positions `coords` [M, 3] (int) of a grid of
-        `shape` [X, Y, Z], with their `features` [M, D] (normalised here)."""
+        `shape` [X, Y, Z], with their `features` [M, D] (unit length, see feature_dtype)."""
         coords = coords.to(torch.int32)
         padded = torch.full([s + 2 for s in shape], -1, dtype=torch.int32, device=coords.device)
         inner = coords.long() + 1
         padded[inner[:, 0], inner[:, 1], inner[:, 2]] = torch.arange(
             len(coords), dtype=torch.int32, device=coords.device)
-        unit = F.normalize(features.float(), dim=-1).to(feature_dtype(coords.device))
-        return cls(coords, padded, unit)
+        return cls(coords, padded, features)
 
     @classmethod
     @torch.no_grad()
