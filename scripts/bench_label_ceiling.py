@@ -1,0 +1,149 @@
+"""The best IoU any segmentation can reach on a trained field: a voxel-label ceiling.
+
+Segmentation gives each voxel of the segmentation domain (the occupied voxels it works
+on) one object, and a 2D mask is that object's share of the rendered scene, thresholded.
+So with a given field, no stroke rule, feature or parameter can beat the best hard
+labelling of those voxels. This script finds a labelling that is as good as it gets:
+per-voxel label logits, optimised (Adam, cross-entropy) so that every view's rendered
+label distribution matches that view's ground-truth instance mask, using *all* views
+with masks, the benchmark's target views included. Then each object's hard labels
+(argmax) are rendered and scored on the benchmark's targets, exactly as `isrf eval` does.
+
+The gap between this and `isrf eval` is what better strokes, features or growth rules
+could still win; the gap between this and 100 is the field's own (its soft surfaces).
+
+    .venv/bin/python scripts/bench_label_ceiling.py            # the main job's checkpoint
+
+It needs a scene whose transforms.json frames carry instance masks (`mask_path`) and an
+objects.json (the default scene has both). Results: bench_results/label_ceiling.json, .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from engine.field.renderer import ray_weights, render_segment_image, sample_rays  # noqa: E402
+from engine.scene import Scene  # noqa: E402
+from engine.segment.benchmark import load_benchmark, read_png, scores  # noqa: E402
+
+MIN_WEIGHT = 1e-3   # samples below this rendering weight do not change a label
+STEPS = 150         # Adam steps on the label logits: the loss is flat after ~50
+LEARNING_RATE = 0.5
+
+
+def view_samples(scene: Scene, view: int, row_of: torch.Tensor):
+    """Samples of every pixel ray of `view` that lie in domain voxels:
+    domain rows [K], weights [K], pixel index [K]."""
+    field, session = scene.field, scene.segmentation
+    origins, dirs = session.cameras.image_rays(view)
+    samples = sample_rays(field, session.space, origins, dirs, jitter=False)
+    weights, _ = ray_weights(field, samples)
+    size = torch.tensor(field.resolution, device=weights.device)
+    voxel = ((field.normalize(samples.points) + 1) / 2 * (size - 1)).round().long()
+    voxel = torch.minimum(voxel.clamp_min(0), size - 1)     # the voxel `occupied` looks up
+    rows = row_of[voxel[:, 0], voxel[:, 1], voxel[:, 2]]
+    keep = (weights > MIN_WEIGHT) & (rows >= 0)
+    return rows[keep], weights[keep], samples.ray_index[keep]
+
+
+def best_labels(scene: Scene, masks: list[np.ndarray], classes: int,
+                progress: bool = True) -> torch.Tensor:
+    """Domain rows [M] -> instance id (0: background) fitted to the masks [H, W] of
+    every view (masks[i] is view i's)."""
+    domain = scene.segmentation.domain
+    row_of = domain.index.long()
+    rows, weights, pixels, truth = [], [], [], []
+    offset = 0
+    with torch.no_grad():
+        for view, mask in enumerate(tqdm(masks, desc="rays", disable=not progress, unit="view")):
+            r, w, p = view_samples(scene, view, row_of)
+            rows.append(r), weights.append(w), pixels.append(p + offset)
+            truth.append(torch.from_numpy(mask.astype(np.int64).reshape(-1)).to(w.device))
+            offset += mask.size
+    rows, weights, pixels, truth = map(torch.cat, (rows, weights, pixels, truth))
+    logits = torch.zeros(domain.size, classes, device=weights.device, requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=LEARNING_RATE)
+    for _ in tqdm(range(STEPS), desc="labels", disable=not progress, unit="step"):
+        shares = torch.softmax(logits, 1)[rows] * weights[:, None]           # [K, C]
+        rendered = torch.zeros(offset, classes, device=weights.device).index_add(0, pixels, shares)
+        background = (1 - rendered.sum(1)).clamp_min(0)     # light that passes: no object
+        rendered = rendered + torch.nn.functional.one_hot(
+            torch.zeros_like(truth), classes) * background[:, None]
+        loss = -rendered.gather(1, truth[:, None]).clamp_min(1e-6).log().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return logits.detach().argmax(1)
+
+
+def ceiling(scene: Scene, spec_path: Path, progress: bool = True) -> dict:
+    spec = load_benchmark(spec_path)
+    scene_dir = (spec_path.parent / spec.scene).resolve()
+    frames = json.loads((scene_dir / "transforms.json").read_text())["frames"]
+    if not all("mask_path" in frame for frame in frames):
+        raise SystemExit(f"{scene_dir}: every frame needs a mask_path (instance masks)")
+    size = (scene.data.width, scene.data.height)
+    masks = [read_png(scene_dir / frame["mask_path"], size, "instance mask") for frame in frames]
+    labels = best_labels(scene, masks, int(max(m.max() for m in masks)) + 1, progress)
+    session = scene.segmentation
+    objects = {}
+    for item in spec.objects:
+        if any(target.value is None for target in item.targets):
+            raise SystemExit(f"{item.name}: targets need the object's instance id (`value`)")
+        rows = []
+        for target in item.targets:
+            keep = session.domain.to_grid(labels == target.value)
+            truth = read_png(scene_dir / target.mask, size, "target mask") == target.value
+            visible = render_segment_image(scene.field, session.space, session.cameras,
+                                           target.view, keep)["visible"]
+            rows.append(scores((visible > session.defaults.mask_opacity).cpu().numpy(), truth))
+        objects[item.name] = round(100 * float(np.mean([r["iou"] for r in rows])), 1)
+    return {"objects": objects, "mean_iou": round(float(np.mean(list(objects.values()))), 1)}
+
+
+def markdown(result: dict, achieved: dict | None) -> str:
+    lines = ["| object | ceiling IoU | isrf eval IoU |", "|---|---|---|"]
+    for name, value in result["objects"].items():
+        got = achieved["objects"].get(name, ["-"])[0] if achieved else "-"
+        lines.append(f"| {name} | {value} | {got} |")
+    got = achieved["mean_iou"] if achieved else "-"
+    lines.append(f"| mean | {result['mean_iou']} | {got} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=REPO / "runs" / "default" / "checkpoint.pt")
+    parser.add_argument("--benchmark", type=Path, default=REPO / "benchmarks" / "default.json")
+    parser.add_argument("--out", type=Path, default=REPO / "bench_results")
+    args = parser.parse_args()
+    if not args.checkpoint.is_file():
+        raise SystemExit(f"{args.checkpoint}: no checkpoint (run ./scripts/demo.sh first)")
+    scene = Scene.from_checkpoint(args.checkpoint, "cpu")
+    if scene.features is None:
+        raise SystemExit(f"{args.checkpoint}: no distilled features (the domain needs them)")
+    result = {"checkpoint": str(args.checkpoint), "benchmark": str(args.benchmark),
+              "grid": "x".join(map(str, scene.field.resolution)), **ceiling(scene, args.benchmark)}
+    achieved_file = args.out / "segment_cpu.json"
+    achieved = None
+    if achieved_file.is_file():
+        achieved = next((r for r in json.loads(achieved_file.read_text())
+                         if r["case"] == "default_scene"), None)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "label_ceiling.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / "label_ceiling.md").write_text(markdown(result, achieved))
+    print(markdown(result, achieved))
+
+
+if __name__ == "__main__":
+    main()
