@@ -48,9 +48,7 @@ def view_samples(scene: Scene, view: int, row_of: torch.Tensor):
     origins, dirs = session.cameras.image_rays(view)
     samples = sample_rays(field, session.space, origins, dirs, jitter=False)
     weights, _ = ray_weights(field, samples)
-    size = torch.tensor(field.resolution, device=weights.device)
-    voxel = ((field.normalize(samples.points) + 1) / 2 * (size - 1)).round().long()
-    voxel = torch.minimum(voxel.clamp_min(0), size - 1)     # the voxel `occupied` looks up
+    voxel = field.nearest_voxel(samples.points)     # the voxel a segment's mask looks up
     rows = row_of[voxel[:, 0], voxel[:, 1], voxel[:, 2]]
     keep = (weights > MIN_WEIGHT) & (rows >= 0)
     return rows[keep], weights[keep], samples.ray_index[keep]
@@ -77,9 +75,8 @@ def best_labels(scene: Scene, masks: list[np.ndarray], classes: int,
         shares = torch.softmax(logits, 1)[rows] * weights[:, None]           # [K, C]
         rendered = torch.zeros(offset, classes, device=weights.device).index_add(0, pixels, shares)
         background = (1 - rendered.sum(1)).clamp_min(0)     # light that passes: no object
-        rendered = rendered + torch.nn.functional.one_hot(
-            torch.zeros_like(truth), classes) * background[:, None]
-        loss = -rendered.gather(1, truth[:, None]).clamp_min(1e-6).log().mean()
+        right = rendered.gather(1, truth[:, None])[:, 0] + background * (truth == 0)   # [P]
+        loss = -right.clamp_min(1e-6).log().mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

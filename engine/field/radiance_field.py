@@ -79,13 +79,17 @@ class RadianceField(nn.Module):
         """[M] bool: inside the box and in an occupied voxel (the voxel nearest each point).
 
         grid: a bool [X, Y, Z] grid to look up instead of the occupancy (a segment's mask)."""
-        coords = self.normalize(points)
-        inside = (coords.abs() <= 1).all(-1)
-        size = torch.tensor(self.resolution, device=points.device)
-        index = ((coords + 1) / 2 * (size - 1)).round().long()
-        index = torch.minimum(index.clamp_min(0), size - 1)
+        inside = (self.normalize(points).abs() <= 1).all(-1)
+        index = self.nearest_voxel(points)
         grid = self.occupancy if grid is None else grid
         return inside & grid[index[:, 0], index[:, 1], index[:, 2]]
+
+    def nearest_voxel(self, points: torch.Tensor) -> torch.Tensor:
+        """[M, 3] long: the grid index of the voxel nearest each space point [M, 3]
+        (clamped to the grid)."""
+        size = torch.tensor(self.resolution, device=points.device)
+        index = ((self.normalize(points) + 1) / 2 * (size - 1)).round().long()
+        return torch.minimum(index.clamp_min(0), size - 1)
 
     # ----- quantities -----------------------------------------------------------
     def sigma(self, points: torch.Tensor) -> torch.Tensor:
