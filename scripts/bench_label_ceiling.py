@@ -14,8 +14,8 @@ could still win; the gap between this and 100 is the field's own (its soft surfa
 
     .venv/bin/python scripts/bench_label_ceiling.py            # the main job's checkpoint
 
-It needs a scene whose transforms.json frames carry instance masks (`mask_path`) and an
-objects.json (the default scene has both). Results: bench_results/label_ceiling.json, .md.
+It needs a scene whose transforms.json frames carry instance masks (`mask_path`), and
+targets that name the object's id (`value`); the default scene and its benchmark do. Results: bench_results/label_ceiling.json, .md.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from engine.errors import IsrfError  # noqa: E402
 from engine.field.renderer import ray_weights, render_segment_image, sample_rays  # noqa: E402
 from engine.scene import Scene  # noqa: E402
+from engine.segment.auto_scribbles import instance_masks  # noqa: E402
 from engine.segment.benchmark import load_benchmark, read_png, scores  # noqa: E402
 
 MIN_WEIGHT = 1e-3   # samples below this rendering weight do not change a label
@@ -86,11 +88,10 @@ def best_labels(scene: Scene, masks: list[np.ndarray], classes: int,
 def ceiling(scene: Scene, spec_path: Path, progress: bool = True) -> dict:
     spec = load_benchmark(spec_path)
     scene_dir = (spec_path.parent / spec.scene).resolve()
-    frames = json.loads((scene_dir / "transforms.json").read_text())["frames"]
-    if not all("mask_path" in frame for frame in frames):
-        raise SystemExit(f"{scene_dir}: every frame needs a mask_path (instance masks)")
+    _, masks = instance_masks(scene_dir)
     size = (scene.data.width, scene.data.height)
-    masks = [read_png(scene_dir / frame["mask_path"], size, "instance mask") for frame in frames]
+    if len(masks) != len(scene.data.names) or any(m.shape != (size[1], size[0]) for m in masks):
+        raise SystemExit(f"{scene_dir}: needs one {size[0]}x{size[1]} instance mask per view")
     labels = best_labels(scene, masks, int(max(m.max() for m in masks)) + 1, progress)
     session = scene.segmentation
     objects = {}
@@ -129,8 +130,12 @@ def main() -> None:
     scene = Scene.from_checkpoint(args.checkpoint, "cpu")
     if scene.features is None:
         raise SystemExit(f"{args.checkpoint}: no distilled features (the domain needs them)")
+    try:
+        measured = ceiling(scene, args.benchmark)
+    except IsrfError as error:
+        raise SystemExit(str(error)) from None
     result = {"checkpoint": str(args.checkpoint), "benchmark": str(args.benchmark),
-              "grid": "x".join(map(str, scene.field.resolution)), **ceiling(scene, args.benchmark)}
+              "grid": "x".join(map(str, scene.field.resolution)), **measured}
     achieved_file = args.out / "segment_cpu.json"
     achieved = None
     if achieved_file.is_file():

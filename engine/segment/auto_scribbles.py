@@ -51,14 +51,20 @@ def _stroke(view: int, painted: np.ndarray, label: str) -> dict:
             "polylines": [[list(point) for point in line] for line in mask_to_polylines(painted)]}
 
 
+def instance_masks(scene: Path) -> tuple[list[dict], list[np.ndarray]]:
+    """The frames of the transforms.json scene in `scene`, and each frame's instance mask
+    [H, W] (its `mask_path`; pixel value = object id, 0 = background)."""
+    frames = json.loads((scene / "transforms.json").read_text())["frames"]
+    if not all("mask_path" in frame for frame in frames):
+        raise IsrfError(f"{scene}: every frame needs a mask_path (instance masks)")
+    return frames, [np.asarray(Image.open(scene / frame["mask_path"])) for frame in frames]
+
+
 def benchmark_from_masks(scene: Path, spec_dir: Path, test_every: int = 8,
                          checkpoint: Path | None = None) -> dict:
     """The benchmark spec (a dict, paths relative to `spec_dir`) of every object of the
     scene in `scene` (objects.json names them; else every non-zero mask id)."""
-    frames = json.loads((scene / "transforms.json").read_text())["frames"]
-    if not all("mask_path" in frame for frame in frames):
-        raise IsrfError(f"{scene}: every frame needs a mask_path to draw a benchmark from")
-    masks = [np.asarray(Image.open(scene / frame["mask_path"])) for frame in frames]
+    frames, masks = instance_masks(scene)
     if (scene / "objects.json").is_file():
         objects = json.loads((scene / "objects.json").read_text())["objects"]
     else:
