@@ -271,7 +271,7 @@ class SegmentationSession:
     # ----- images ---------------------------------------------------------------
     def render(self, name: str, camera: Cameras, index: int = 0, colour: bool = True
                ) -> dict[str, torch.Tensor]:
-        """Camera `index` of `camera`: the segment alone (rgb [H, W, 3] unless not `colour`,
+        """Camera `index` of `camera`: the segment alone (rgb [H, W, 3] only with `colour`,
         opacity [H, W], alpha exactly 0 outside it) and its visible share of the scene
         (visible [H, W])."""
         return render_segment_image(self.field, self.space, camera, index, self.mask_grid(name),
