@@ -103,7 +103,7 @@ def ceiling(scene: Scene, spec_path: Path, progress: bool = True) -> dict:
             keep = session.domain.to_grid(labels == target.value)
             truth = read_png(scene_dir / target.mask, size, "target mask") == target.value
             visible = render_segment_image(scene.field, session.space, session.cameras,
-                                           target.view, keep, colour=False)["visible"]
+                                           target.view, keep)["visible"]
             rows.append(scores((visible > session.defaults.mask_opacity).cpu().numpy(), truth))
         objects[item.name] = round(100 * float(np.mean([r["iou"] for r in rows])), 1)
     return {"objects": objects, "mean_iou": round(float(np.mean(list(objects.values()))), 1)}

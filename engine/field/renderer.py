@@ -205,22 +205,16 @@ def probe_rays(field: RadianceField, features: FeatureField, space: RaySpace,
 
 @torch.no_grad()
 def render_segment_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
-                        dirs: torch.Tensor, keep: torch.Tensor, colour: bool = True
-                        ) -> dict[str, torch.Tensor]:
+                        dirs: torch.Tensor, keep: torch.Tensor) -> dict[str, torch.Tensor]:
     """Render a segment (bool voxel grid `keep` [X, Y, Z]) along world rays [R, 3]:
-    - rgb [R, 3] (only with `colour`), opacity [R]: the segment alone (alpha exactly 0
-      everywhere else);
+    - rgb [R, 3], opacity [R]: the segment alone (alpha exactly 0 everywhere else);
     - visible [R]: the segment's share of the whole scene's render, i.e. the weight of its
-      samples when everything else is in front of or behind it (occlusion counts).
-    Without `colour` the colour MLP never runs (masks need only the opacities)."""
+      samples when everything else is in front of or behind it (occlusion counts)."""
     samples = sample_rays(field, space, origins, dirs, jitter=False)
     weights, _ = ray_weights(field, samples)
     inside = field.occupied(samples.points, keep)
     visible = torch.zeros(len(origins), device=origins.device).index_add(
         0, samples.ray_index[inside], weights[inside])
-    if not colour:
-        _, passing = ray_weights(field, samples.subset(inside))
-        return {"opacity": 1 - passing, "visible": visible}
     background = torch.tensor(space.background, device=origins.device)
     alone = composite(field, samples.subset(inside), F.normalize(dirs, dim=-1), background)
     return {"rgb": alone["rgb"], "opacity": alone["opacity"], "visible": visible}
@@ -263,13 +257,11 @@ def render_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
 
 @torch.no_grad()
 def render_segment_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
-                         keep: torch.Tensor, chunk: int = 16384, colour: bool = True
-                         ) -> dict[str, torch.Tensor]:
-    """One camera's render of a segment: rgb [H, W, 3] (only with `colour`), opacity
-    [H, W], visible [H, W] (see `render_segment_rays`)."""
-    keys = ("rgb", "opacity", "visible") if colour else ("opacity", "visible")
-    return _render_in_chunks(lambda o, d: render_segment_rays(field, space, o, d, keep, colour),
-                             cameras, cam_id, chunk, keys)
+                         keep: torch.Tensor, chunk: int = 16384) -> dict[str, torch.Tensor]:
+    """One camera's render of a segment: rgb [H, W, 3], opacity [H, W], visible [H, W]
+    (see `render_segment_rays`)."""
+    return _render_in_chunks(lambda o, d: render_segment_rays(field, space, o, d, keep),
+                             cameras, cam_id, chunk, ("rgb", "opacity", "visible"))
 
 
 @torch.no_grad()

@@ -269,20 +269,17 @@ class SegmentationSession:
         return results
 
     # ----- images ---------------------------------------------------------------
-    def render(self, name: str, camera: Cameras, index: int = 0, colour: bool = True
-               ) -> dict[str, torch.Tensor]:
-        """Camera `index` of `camera`: the segment alone (rgb [H, W, 3] only with `colour`,
-        opacity [H, W], alpha exactly 0 outside it) and its visible share of the scene
-        (visible [H, W])."""
-        return render_segment_image(self.field, self.space, camera, index, self.mask_grid(name),
-                                    colour=colour)
+    def render(self, name: str, camera: Cameras, index: int = 0) -> dict[str, torch.Tensor]:
+        """Camera `index` of `camera`: the segment alone (rgb [H, W, 3], opacity [H, W],
+        alpha exactly 0 outside it) and its visible share of the scene (visible [H, W])."""
+        return render_segment_image(self.field, self.space, camera, index, self.mask_grid(name))
 
     def mask_image(self, name: str, camera: Cameras, index: int = 0, occlusion: bool = True
                    ) -> np.ndarray:
         """A 2D mask [H, W] bool. occlusion: where the segment is what the camera sees (its
         share of the rendered scene > mask_opacity); else where the segment alone renders
         opaque (accumulated opacity of the masked field > mask_opacity)."""
-        rendered = self.render(name, camera, index, colour=False)
+        rendered = self.render(name, camera, index)
         key = "visible" if occlusion else "opacity"
         return (rendered[key] > self.segment(name).params.mask_opacity).cpu().numpy()
 
