@@ -154,6 +154,16 @@ class FeaturesConfig:
     """Feature channels after PCA (fitted over all patches of all training images)."""
     batch_size: PositiveInt = 4
     """Images per backbone call."""
+    guided_radius: NonNegativeFloat = 1.0
+    """Edge-aware upsampling (engine/features/guided.py): the maps are upsampled to the
+    image's size and guided-filtered with the image, in windows of this radius in pixels of
+    the backbone's map, so feature edges follow colour edges where objects meet
+    (0: off, bilinear maps as in ISRF)."""
+    guided_eps: PositiveFloat = 1e-4
+    """The guided filter's regulariser (squared colour units, colours in [0, 1]): smaller
+    values follow weaker colour edges."""
+    guided_max_side: PositiveInt = 512
+    """Long side of the guided maps at most (they are float16 [N, H, W, D] in memory)."""
     cache_dir: Str | None = None
     """Where extracted features are cached. None: `.isrf_cache/` in the scene folder, or
     ~/.cache/isrf/ when that folder is read-only."""

@@ -167,7 +167,7 @@ def test_cli_features_train_and_render_features(colour_checkpoint, tmp_path, cap
                                          *COLOR, *FEATURES, "train.steps=200", "distill.steps=30"]]
     assert main(["features", *sets, "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert "efficientnet_lite0: 40 images -> 12x12 feature maps of 16 channels" in out
+    assert "efficientnet_lite0: 40 images -> 48x48 feature maps of 16 channels" in out  # guided: image size
     assert "cache: " in out
 
     assert main(["train", *sets, "--device", "cpu"]) == 0

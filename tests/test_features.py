@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from PIL import Image
 import engine.features.extract as extract_module
 from engine.config import FeaturesConfig, load_config
 from engine.data import load_scene
-from engine.errors import IsrfError
+from engine.errors import Cancelled, IsrfError
 from engine.features.backbones import BACKBONES, backbone_from_model, create_architecture
 from engine.features.extract import backbone_input_size, extract_features
+from engine.features.guided import guided_map_size, guided_radius_pixels, guided_upsample
 from engine.features.maps import FeatureMaps
 from engine.features.pca import StreamingPca, project
 from engine.features.weights import load_backbone, packaged_efficientnet_file, resolve_weights
@@ -146,6 +148,35 @@ def test_backbone_input_size_rounds_to_the_multiple():
     assert backbone_input_size(10, 1000, 100, 8) == (8, 96)
 
 
+# ----- guided upsampling ----------------------------------------------------------------
+def test_guided_upsampling_moves_a_feature_edge_onto_the_colour_edge():
+    # Coarse 6x6 maps (8 px per cell): feature A in the left three columns, B in the right
+    # three, so the maps change at x = 24. The image's colour changes at x = 21.
+    maps = torch.zeros(1, 6, 6, 2)
+    maps[:, :, :3, 0] = 1
+    maps[:, :, 3:, 1] = 1
+    image = torch.zeros(1, 48, 48, 3, dtype=torch.uint8)
+    image[:, :, :21] = torch.tensor([200, 60, 40], dtype=torch.uint8)
+    image[:, :, 21:] = torch.tensor([40, 90, 220], dtype=torch.uint8)
+    guided = guided_upsample(maps, image, (48, 48), radius=4, eps=1e-3)
+    assert guided.shape == (1, 48, 48, 2)
+    assert torch.allclose(guided.norm(dim=-1), torch.ones(1, 48, 48), atol=1e-5)
+    b_share = guided[0, 24, :, 1]                # B's component along one row (unit vectors)
+    assert (b_share[:21] < 0.05).all()           # the red side is A alone
+    assert b_share[21] - b_share[20] > 0.5       # the features jump at the colour edge
+    # Plain bilinear upsampling ramps from A to B over a cell, centred on the cells' edge.
+    bilinear = torch.nn.functional.normalize(torch.nn.functional.interpolate(
+        maps.permute(0, 3, 1, 2), size=(48, 48), mode="bilinear", align_corners=False), dim=1)
+    assert bilinear[0, 1, 24].diff().max() < 0.25 and bilinear[0, 1, 24, 20] > 0.05
+
+
+def test_guided_map_size_and_radius():
+    assert guided_map_size((200, 200), 512) == (200, 200)
+    assert guided_map_size((756, 1008), 512) == (384, 512)
+    assert guided_radius_pixels(1.0, (56, 56), (200, 200)) == 4
+    assert guided_radius_pixels(0.1, (56, 56), (200, 200)) == 1
+
+
 # ----- extraction and the cache -------------------------------------------------------
 def _scene(path, **features):
     config = load_config(None, [f"data.path={path}"])
@@ -155,9 +186,30 @@ def _scene(path, **features):
 def test_extraction_shapes_and_unit_vectors(spheres, tmp_path):
     data, config = _scene(spheres, cache_dir=str(tmp_path / "cache"))
     features = extract_features(data, config, CPU, progress=False)
-    assert features.maps.shape == (12, 8, 8, 16) and features.maps.dtype == torch.float16
-    assert torch.allclose(features.maps.float().norm(dim=-1), torch.ones(12, 8, 8), atol=2e-3)
+    # Guided upsampling (the default) gives maps at the images' size.
+    assert features.maps.shape == (12, 48, 48, 16) and features.maps.dtype == torch.float16
+    assert torch.allclose(features.maps.float().norm(dim=-1), torch.ones(12, 48, 48), atol=2e-3)
     assert features.image(3).shape == (48, 48, 16)
+    coarse = extract_features(data, FeaturesConfig(**{**FAST, "guided_radius": 0.0,
+                                                      "cache_dir": str(tmp_path / "cache")}),
+                              CPU, progress=False)
+    assert coarse.maps.shape == (12, 8, 8, 16) and coarse.path != features.path
+    assert torch.allclose(coarse.maps.float().norm(dim=-1), torch.ones(12, 8, 8), atol=2e-3)
+
+
+def test_cancel_during_guided_upsampling_caches_nothing(spheres, tmp_path, monkeypatch):
+    data, config = _scene(spheres, cache_dir=str(tmp_path / "cache"))
+    cancel = threading.Event()
+    real = extract_module.guided_upsample
+
+    def upsample_then_cancel(*args, **kwargs):
+        cancel.set()  # as the add-on's cancel button would, while the first batch runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "guided_upsample", upsample_then_cancel)
+    with pytest.raises(Cancelled, match="guided upsampling cancelled after 8 of 12 images"):
+        extract_features(data, config, CPU, progress=False, cancel=cancel)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 
 def test_cache_is_reused_and_invalidated(spheres, tmp_path, monkeypatch):

@@ -1,10 +1,11 @@
-"""Extract a scene's 2D features once: backbone -> PCA -> L2 norm, cached on disk.
+"""Extract a scene's 2D features once: backbone -> PCA -> L2 norm -> guided upsampling,
+cached on disk.
 
 The cache file is named after a digest of everything the features depend on (backbone,
-weights file contents, the images and the training split, the input sizes, flip, D
-and the extraction code's version), so a stale file is never read: any change gives a new
-name and a fresh extraction. Older files of the same backbone in that folder are deleted
-after a new one is written, so the cache holds one set per backbone.
+weights file contents, the images and the training split, the input sizes, flip, D, the
+guided upsampling and the extraction code's version), so a stale file is never read: any
+change gives a new name and a fresh extraction. Older files of the same backbone in that
+folder are deleted after a new one is written, so the cache holds one set per backbone.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from engine.config import FeaturesConfig
 from engine.data.posed_images import PosedImages
 from engine.errors import Cancelled, IsrfError
 from engine.features.backbones import BACKBONES, EFFICIENTNET_STAGES, Backbone
+from engine.features.guided import guided_map_size, guided_radius_pixels, guided_upsample
 from engine.features.maps import FeatureMaps
 from engine.features.pca import StreamingPca, project
 from engine.features.weights import file_digest, load_backbone, resolve_weights
@@ -71,7 +73,13 @@ def cache_key(data: PosedImages, config: FeaturesConfig, weights: Path) -> dict:
     return {"version": FEATURES_VERSION, "backbone": config.backbone, "stages": stages,
             "weights": f"sha256:{file_digest(weights)}", "images": images_digest(data),
             "input_sizes": [list(size) for size in pass_sizes(data, config)],
-            "flip": config.flip, "dims": config.dims}
+            "flip": config.flip, "dims": config.dims, "guided": _guided_key(config)}
+
+
+def _guided_key(config: FeaturesConfig) -> list | None:
+    if not config.guided_radius:
+        return None
+    return [config.guided_radius, config.guided_eps, config.guided_max_side]
 
 
 def _cache_file(folder: Path, key: dict) -> Path:
@@ -151,6 +159,28 @@ def reduce_features(raw: torch.Tensor, train_ids: list[int], dims: int) -> tuple
     return maps, mean, components
 
 
+@torch.no_grad()
+def guide_maps(maps: torch.Tensor, data: PosedImages, config: FeaturesConfig, device: torch.device,
+               progress: bool, cancel: threading.Event | None, batch_size: int = 8) -> torch.Tensor:
+    """maps [N, h, w, D] -> [N, H', W', D] float16: each image's maps upsampled with the
+    image as the guide (engine/features/guided.py)."""
+    size = guided_map_size((data.height, data.width), config.guided_max_side)
+    radius = guided_radius_pixels(config.guided_radius, tuple(maps.shape[1:3]), size)
+    out = []
+    bar = tqdm(total=len(maps), desc="guided upsampling", unit="image", disable=not progress,
+               mininterval=0.2 if sys.stderr.isatty() else 15)
+    for start in range(0, len(maps), batch_size):
+        if cancel is not None and cancel.is_set():
+            bar.close()
+            raise Cancelled(f"guided upsampling cancelled after {start} of {len(maps)} images")
+        batch = slice(start, start + batch_size)
+        out.append(guided_upsample(maps[batch].to(device), data.images[batch].to(device), size,
+                                   radius, config.guided_eps).half().cpu())
+        bar.update(len(out[-1]))
+    bar.close()
+    return torch.cat(out)
+
+
 def extract_features(data: PosedImages, config: FeaturesConfig, device: torch.device,
                      progress: bool = True, cancel: threading.Event | None = None,
                      use_cache: bool = True) -> FeatureMaps:
@@ -172,6 +202,8 @@ def extract_features(data: PosedImages, config: FeaturesConfig, device: torch.de
     raw = run_backbone(backbone, data, [tuple(size) for size in key["input_sizes"]], config.flip,
                        config.batch_size, device, progress, cancel)
     maps, mean, components = reduce_features(raw, data.train_ids, config.dims)
+    if config.guided_radius:
+        maps = guide_maps(maps, data, config, device, progress, cancel)
     features = FeatureMaps(maps, (data.height, data.width), mean, components, key, path)
     if use_cache:
         _write_cache(path, features)
