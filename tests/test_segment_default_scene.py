@@ -19,10 +19,11 @@ from engine.segment.auto_scribbles import benchmark_from_masks
 from engine.segment.benchmark import Benchmark, run_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
-MEAN_IOU_THRESHOLD = 0.60
+MEAN_IOU_THRESHOLD = 0.65
 """Mean IoU over the 7 objects at 128 px (40 views, a 96^3 grid, 900 colour and 400
-feature steps); measured 0.71. The full main job reaches 0.87 (README). Small objects
-are ~15 px wide here, so a one-pixel rim costs ~20% IoU."""
+feature steps); measured 0.74 with guided feature maps (0.71 with bilinear ones). The
+full main job reaches 0.90 (README). Small objects are ~15 px wide here, so a one-pixel
+rim costs ~20% IoU."""
 
 
 @pytest.mark.slow
