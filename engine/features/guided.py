@@ -9,8 +9,8 @@ The maps are upsampled (bilinear) to the image's size and then guided-filtered
 (He et al., "Guided Image Filtering", 2010; kornia's implementation) with the RGB image
 as the guide: within each window the features become a linear function of the colour,
 so a feature edge moves onto the colour edge nearby. The filter is linear in the
-features, so filtering the PCA-projected maps equals projecting filtered backbone
-channels; only the L2 normalisation is redone.
+features, so it commutes with the PCA projection: it runs on the D projected channels
+(cheaper than the backbone's hundreds), and the result is L2-normalised again.
 """
 
 from __future__ import annotations
