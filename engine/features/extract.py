@@ -15,6 +15,7 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -127,6 +128,19 @@ def _averaged_passes(backbone: Backbone, images: torch.Tensor, sizes: list[tuple
     return total / (len(sizes) * (2 if flip else 1))
 
 
+def _image_batches(count: int, batch_size: int, desc: str, action: str, progress: bool,
+                   cancel: threading.Event | None) -> Iterator[slice]:
+    """Slices of `batch_size` images over `count`, with a progress bar; between batches a
+    set `cancel` raises Cancelled ("<action> cancelled after n of count images")."""
+    with tqdm(total=count, desc=desc, unit="image", disable=not progress,
+              mininterval=0.2 if sys.stderr.isatty() else 15) as bar:
+        for start in range(0, count, batch_size):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"{action} cancelled after {start} of {count} images")
+            yield slice(start, start + batch_size)
+            bar.update(min(batch_size, count - start))
+
+
 @torch.no_grad()
 def run_backbone(backbone: Backbone, data: PosedImages, sizes: list[tuple[int, int]], flip: bool,
                  batch_size: int, device: torch.device, progress: bool,
@@ -134,17 +148,10 @@ def run_backbone(backbone: Backbone, data: PosedImages, sizes: list[tuple[int, i
     """Backbone features of every image: [N, C, h, w] float16 on the CPU."""
     backbone = backbone.to(device)
     outputs = []
-    ids = range(len(data.names))
-    bar = tqdm(total=len(ids), desc=f"features {backbone.name}", unit="image",
-               disable=not progress, mininterval=0.2 if sys.stderr.isatty() else 15)
-    for start in range(0, len(ids), batch_size):
-        if cancel is not None and cancel.is_set():
-            bar.close()
-            raise Cancelled(f"feature extraction cancelled after {start} of {len(ids)} images")
-        batch = data.images[start:start + batch_size].to(device).permute(0, 3, 1, 2).float() / 255
-        outputs.append(_averaged_passes(backbone, batch, sizes, flip).half().cpu())
-        bar.update(len(batch))
-    bar.close()
+    for batch in _image_batches(len(data.names), batch_size, f"features {backbone.name}",
+                                "feature extraction", progress, cancel):
+        images = data.images[batch].to(device).permute(0, 3, 1, 2).float() / 255
+        outputs.append(_averaged_passes(backbone, images, sizes, flip).half().cpu())
     return torch.cat(outputs)
 
 
@@ -167,17 +174,10 @@ def guide_maps(maps: torch.Tensor, data: PosedImages, config: FeaturesConfig, de
     size = guided_map_size((data.height, data.width), config.guided_max_side)
     radius = guided_radius_pixels(config.guided_radius, tuple(maps.shape[1:3]), size)
     out = []
-    bar = tqdm(total=len(maps), desc="guided upsampling", unit="image", disable=not progress,
-               mininterval=0.2 if sys.stderr.isatty() else 15)
-    for start in range(0, len(maps), batch_size):
-        if cancel is not None and cancel.is_set():
-            bar.close()
-            raise Cancelled(f"guided upsampling cancelled after {start} of {len(maps)} images")
-        batch = slice(start, start + batch_size)
+    for batch in _image_batches(len(maps), batch_size, "guided upsampling", "guided upsampling",
+                                progress, cancel):
         out.append(guided_upsample(maps[batch].to(device), data.images[batch].to(device), size,
                                    radius, config.guided_eps).half().cpu())
-        bar.update(len(out[-1]))
-    bar.close()
     return torch.cat(out)
 
 
