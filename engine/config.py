@@ -217,8 +217,16 @@ class SegmentConfig:
     hit_radius: NonNegativeInt = 2
     """Seeds must be connected to a voxel within this many voxels of a point the stroke's
     rays hit, so a look-alike object elsewhere is not selected."""
-    mask_opacity: Fraction = 0.5
-    """A pixel is in a segment's 2D mask when the segment's rendered opacity exceeds this."""
+    mask_opacity: Fraction = 0.45
+    """A pixel is in a segment's 2D mask when the segment's rendered opacity exceeds this
+    (0.45 rather than 0.5: the edge filter below lowers thin parts' peaks a little)."""
+    mask_edge_radius: NonNegativeInt = 6
+    """2D masks: before the threshold, the segment's rendered share is guided-filtered with
+    the camera's image (the photograph for dataset views, else the render) in windows of
+    this radius (pixels), so the mask's edges follow the image's (engine/segment/
+    mask_edges.py); 0: off."""
+    mask_edge_eps: PositiveFloat = 1e-4
+    """Regulariser of that filter (squared colour units): smaller follows weaker edges."""
 
 
 @dataclass(config=_STRICT)

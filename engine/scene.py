@@ -28,7 +28,7 @@ from engine.features.maps import FeatureMaps
 from engine.features.visualize import FeatureColoring
 from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
-from engine.field.renderer import RaySpace, render_image, render_segment_image
+from engine.field.renderer import RaySpace, render_image
 from engine.mesh.extract import extract_mesh
 from engine.metrics import image_metrics
 from engine.segment.session import SegmentationSession
@@ -189,11 +189,14 @@ class Scene:
         return {"test": data.test_ids, "train": data.train_ids,
                 "all": list(range(len(data.names)))}[which]
 
+    def _check_view(self, index: int) -> None:
+        if not 0 <= index < len(self.data.names):
+            raise IsrfError(f"view {index} does not exist (the scene has {len(self.data.names)})")
+
     def render(self, cam_id: int) -> dict[str, torch.Tensor]:
         """Render dataset view `cam_id`: rgb [H, W, 3], depth [H, W], opacity [H, W]."""
         field = self._require_field()
-        if not 0 <= cam_id < len(self.data.names):
-            raise IsrfError(f"view {cam_id} does not exist (the scene has {len(self.data.names)})")
+        self._check_view(cam_id)
         return render_image(field, RaySpace.of(self.data), self.data.cameras.to(self.device), cam_id)
 
     def render_views(self, which: ViewSet, out_dir: str | Path, progress: bool = True,
@@ -253,22 +256,27 @@ class Scene:
         return extract_mesh(self._require_field(), RaySpace.of(self.data), self.data.to_scene,
                             config or self.config.mesh, voxels)
 
+    def mask_image(self, name: str, view: int) -> np.ndarray:
+        """Segment `name`'s 2D mask [H, W] bool for dataset view `view`, where it is what the
+        camera sees, with its edges snapped to that view's photograph."""
+        self._check_view(view)
+        session = self.segmentation
+        return session.mask_image(name, session.cameras, view, image=self.data.image_float(view))
+
     def export_segment(self, name: str, out_dir: str | Path, which: ViewSet = "all",
                        progress: bool = True, cancel: threading.Event | None = None) -> list[dict]:
         """Write, for every view of a set, the segment's 2D mask (`masks/NNN_<view>.png`,
-        where it is what the camera sees) and its render alone (`renders/NNN_<view>.png`,
-        RGBA, alpha 0 outside it). Returns a row per view (file names, mask pixels)."""
+        as `mask_image` gives it) and its render alone (`renders/NNN_<view>.png`, RGBA,
+        alpha 0 outside it). Returns a row per view (file names, mask pixels)."""
         session = self.segmentation
-        threshold = session.segment(name).params.mask_opacity
-        keep = session.mask_grid(name)
-        cameras, space = self.data.cameras.to(self.device), RaySpace.of(self.data)
+        session.segment(name)   # an unknown name fails here, before any file is written
         rows = []
         for i in tqdm(self.view_ids(which), desc=f"export {name}", disable=not progress, unit="view"):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"export cancelled after {len(rows)} views")
-            rendered = render_segment_image(self.field, space, cameras, i, keep)
+            rendered = session.render(name, session.cameras, i)
+            mask = session.mask_from_render(name, rendered, image=self.data.image_float(i))
             stem = f"{i:03d}_{Path(self.data.names[i]).stem}.png"
-            mask = (rendered["visible"] > threshold).cpu().numpy()
             _write_png(Path(out_dir) / "masks" / stem, mask.astype(np.uint8) * 255)
             rgba = torch.cat([rendered["rgb"], rendered["opacity"][..., None]], -1).clamp(0, 1)
             _write_png(Path(out_dir) / "renders" / stem,

@@ -1,13 +1,16 @@
 """The best IoU any segmentation can reach on a trained field: a voxel-label ceiling.
 
 Segmentation gives each voxel of the segmentation domain (the occupied voxels it works
-on) one object, and a 2D mask is that object's share of the rendered scene, thresholded.
+on) one object, and a 2D mask is that object's share of the rendered scene, filtered
+with the view's photograph as the guide and thresholded (engine/segment/mask_edges.py).
 So with a given field, no stroke rule, feature or parameter can beat the best hard
 labelling of those voxels. This script finds a labelling that is as good as it gets:
 per-voxel label logits, optimised (Adam, cross-entropy) so that every view's rendered
 label distribution matches that view's ground-truth instance mask, using *all* views
 with masks, the benchmark's target views included. Then each object's hard labels
 (argmax) are rendered and scored on the benchmark's targets, exactly as `isrf eval` does.
+(The fit matches the unfiltered shares to the masks, so with the edge filter on, the
+result is a close estimate of the ceiling rather than a strict bound.)
 
 The gap between this and `isrf eval` is what better strokes, features or growth rules
 could still win; the gap between this and 100 is the field's own (its soft surfaces).
@@ -37,6 +40,7 @@ from engine.field.renderer import ray_weights, render_segment_image, sample_rays
 from engine.scene import Scene  # noqa: E402
 from engine.segment.auto_scribbles import instance_masks  # noqa: E402
 from engine.segment.benchmark import load_benchmark, read_png, scores  # noqa: E402
+from engine.segment.mask_edges import snap_to_image  # noqa: E402
 
 MIN_WEIGHT = 1e-3   # samples below this rendering weight do not change a label
 STEPS = 150         # Adam steps on the label logits: the loss is flat after ~50
@@ -94,6 +98,7 @@ def ceiling(scene: Scene, spec_path: Path, progress: bool = True) -> dict:
         raise SystemExit(f"{scene_dir}: needs one {size[0]}x{size[1]} instance mask per view")
     labels = best_labels(scene, masks, int(max(m.max() for m in masks)) + 1, progress)
     session = scene.segmentation
+    params = session.defaults      # 2D masks as `isrf eval` makes them (Scene.mask_image)
     objects = {}
     for item in spec.objects:
         if any(target.value is None for target in item.targets):
@@ -104,7 +109,9 @@ def ceiling(scene: Scene, spec_path: Path, progress: bool = True) -> dict:
             truth = read_png(scene_dir / target.mask, size, "target mask") == target.value
             visible = render_segment_image(scene.field, session.space, session.cameras,
                                            target.view, keep)["visible"]
-            rows.append(scores((visible > session.defaults.mask_opacity).cpu().numpy(), truth))
+            visible = snap_to_image(visible, scene.data.image_float(target.view),
+                                    params.mask_edge_radius, params.mask_edge_eps)
+            rows.append(scores((visible > params.mask_opacity).cpu().numpy(), truth))
         objects[item.name] = round(100 * float(np.mean([r["iou"] for r in rows])), 1)
     return {"objects": objects, "mean_iou": round(float(np.mean(list(objects.values()))), 1)}
 

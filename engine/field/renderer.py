@@ -205,19 +205,25 @@ def probe_rays(field: RadianceField, features: FeatureField, space: RaySpace,
 
 @torch.no_grad()
 def render_segment_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
-                        dirs: torch.Tensor, keep: torch.Tensor) -> dict[str, torch.Tensor]:
+                        dirs: torch.Tensor, keep: torch.Tensor, scene_rgb: bool = False
+                        ) -> dict[str, torch.Tensor]:
     """Render a segment (bool voxel grid `keep` [X, Y, Z]) along world rays [R, 3]:
     - rgb [R, 3], opacity [R]: the segment alone (alpha exactly 0 everywhere else);
     - visible [R]: the segment's share of the whole scene's render, i.e. the weight of its
-      samples when everything else is in front of or behind it (occlusion counts)."""
+      samples when everything else is in front of or behind it (occlusion counts);
+    - scene_rgb [R, 3], when asked for: the whole scene's colour from the same samples."""
     samples = sample_rays(field, space, origins, dirs, jitter=False)
     weights, _ = ray_weights(field, samples)
     inside = field.occupied(samples.points, keep)
     visible = torch.zeros(len(origins), device=origins.device).index_add(
         0, samples.ray_index[inside], weights[inside])
     background = torch.tensor(space.background, device=origins.device)
-    alone = composite(field, samples.subset(inside), F.normalize(dirs, dim=-1), background)
-    return {"rgb": alone["rgb"], "opacity": alone["opacity"], "visible": visible}
+    viewdirs = F.normalize(dirs, dim=-1)
+    alone = composite(field, samples.subset(inside), viewdirs, background)
+    result = {"rgb": alone["rgb"], "opacity": alone["opacity"], "visible": visible}
+    if scene_rgb:
+        result["scene_rgb"] = composite(field, samples, viewdirs, background)["rgb"]
+    return result
 
 
 def _draw_by_weight(samples: Samples, weights: torch.Tensor, count: int):
@@ -257,11 +263,13 @@ def render_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
 
 @torch.no_grad()
 def render_segment_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
-                         keep: torch.Tensor, chunk: int = 16384) -> dict[str, torch.Tensor]:
+                         keep: torch.Tensor, chunk: int = 16384, scene_rgb: bool = False
+                         ) -> dict[str, torch.Tensor]:
     """One camera's render of a segment: rgb [H, W, 3], opacity [H, W], visible [H, W]
-    (see `render_segment_rays`)."""
-    return _render_in_chunks(lambda o, d: render_segment_rays(field, space, o, d, keep),
-                             cameras, cam_id, chunk, ("rgb", "opacity", "visible"))
+    and, when asked for, scene_rgb [H, W, 3] (see `render_segment_rays`)."""
+    keys = ("rgb", "opacity", "visible") + (("scene_rgb",) if scene_rgb else ())
+    return _render_in_chunks(lambda o, d: render_segment_rays(field, space, o, d, keep, scene_rgb),
+                             cameras, cam_id, chunk, keys)
 
 
 @torch.no_grad()

@@ -120,7 +120,7 @@ def run_benchmark(scene, spec: Benchmark, spec_dir: Path, progress: bool = True)
                 raise IsrfError(f"benchmark: {name}: target view {target.view} does not exist")
             truth = read_png(scene_dir / target.mask, size, "target mask")
             truth = truth != 0 if target.value is None else truth == target.value
-            predicted = session.mask_image(name, session.cameras, target.view)
+            predicted = scene.mask_image(name, target.view)
             rows.append({"view": target.view, **scores(predicted, truth)})
         results.append({"name": name, "iou": _mean(r["iou"] for r in rows),
                         "accuracy": _mean(r["accuracy"] for r in rows),

@@ -37,6 +37,7 @@ from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, probe_rays, render_segment_image
 from engine.segment.kmeans import cluster_centres
+from engine.segment.mask_edges import snap_to_image
 from engine.segment.region import StrokeView, select_region, stroke_centres
 from engine.segment.strokes import Stroke, parse_stroke, stroke_pixels
 from engine.segment.voxels import VoxelDomain
@@ -269,19 +270,39 @@ class SegmentationSession:
         return results
 
     # ----- images ---------------------------------------------------------------
-    def render(self, name: str, camera: Cameras, index: int = 0) -> dict[str, torch.Tensor]:
+    def render(self, name: str, camera: Cameras, index: int = 0, scene_rgb: bool = False
+               ) -> dict[str, torch.Tensor]:
         """Camera `index` of `camera`: the segment alone (rgb [H, W, 3], opacity [H, W],
-        alpha exactly 0 outside it) and its visible share of the scene (visible [H, W])."""
-        return render_segment_image(self.field, self.space, camera, index, self.mask_grid(name))
+        alpha exactly 0 outside it), its visible share of the scene (visible [H, W]) and,
+        when asked for, the whole scene's colour (scene_rgb [H, W, 3])."""
+        return render_segment_image(self.field, self.space, camera, index, self.mask_grid(name),
+                                    scene_rgb=scene_rgb)
 
-    def mask_image(self, name: str, camera: Cameras, index: int = 0, occlusion: bool = True
-                   ) -> np.ndarray:
+    def mask_image(self, name: str, camera: Cameras, index: int = 0, occlusion: bool = True,
+                   image: torch.Tensor | None = None) -> np.ndarray:
         """A 2D mask [H, W] bool. occlusion: where the segment is what the camera sees (its
-        share of the rendered scene > mask_opacity); else where the segment alone renders
-        opaque (accumulated opacity of the masked field > mask_opacity)."""
-        rendered = self.render(name, camera, index)
-        key = "visible" if occlusion else "opacity"
-        return (rendered[key] > self.segment(name).params.mask_opacity).cpu().numpy()
+        share of the rendered scene > mask_opacity, with edges that follow the image's);
+        else where the segment alone renders opaque (accumulated opacity of the masked
+        field > mask_opacity). image: the photograph this camera took ([H, W, 3] float in
+        [0, 1]) when there is one; without it the edges follow the field's render."""
+        snap = occlusion and image is None and self.segment(name).params.mask_edge_radius > 0
+        rendered = self.render(name, camera, index, scene_rgb=snap)
+        return self.mask_from_render(name, rendered, occlusion, image)
+
+    def mask_from_render(self, name: str, rendered: dict[str, torch.Tensor], occlusion: bool = True,
+                         image: torch.Tensor | None = None) -> np.ndarray:
+        """`mask_image` from a `render` of the segment already made (see there)."""
+        params = self.segment(name).params
+        if not occlusion:   # occluded parts are in this mask: the image shows none of their edges
+            return (rendered["opacity"] > params.mask_opacity).cpu().numpy()
+        share = rendered["visible"]
+        if params.mask_edge_radius > 0:
+            if image is None and "scene_rgb" not in rendered:
+                raise IsrfError("mask edges follow an image: give the camera's photograph, or "
+                                "a render made with scene_rgb=True")
+            guide = image if image is not None else rendered["scene_rgb"]
+            share = snap_to_image(share, guide, params.mask_edge_radius, params.mask_edge_eps)
+        return (share > params.mask_opacity).cpu().numpy()
 
     # ----- files ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
