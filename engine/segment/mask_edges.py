@@ -24,7 +24,8 @@ from engine.errors import IsrfError
 
 
 @torch.no_grad()
-def snap_to_image(share: torch.Tensor, image: torch.Tensor, radius: int, eps: float) -> torch.Tensor:
+def snap_to_image(share: torch.Tensor, image: torch.Tensor, radius: int, eps: float
+                  ) -> torch.Tensor:
     """share [H, W] in [0, 1], image [H, W, 3] float in [0, 1] (same camera) -> the share
     guided-filtered with the image [H, W] (unchanged when radius is 0).
 
@@ -33,6 +34,7 @@ def snap_to_image(share: torch.Tensor, image: torch.Tensor, radius: int, eps: fl
     if radius == 0:
         return share
     if image.shape[:2] != share.shape:
-        raise IsrfError(f"mask edges: the guide image is {tuple(image.shape[:2])}, the mask {tuple(share.shape)}")
+        raise IsrfError(f"mask edges: the guide image is {tuple(image.shape[:2])}, "
+                        f"the mask {tuple(share.shape)}")
     guide = image.to(share.device, torch.float32).permute(2, 0, 1)[None]   # [1, 3, H, W]
     return guided_blur(guide, share.float()[None, None], 2 * radius + 1, eps)[0, 0]
