@@ -28,7 +28,7 @@ from engine.features.maps import FeatureMaps
 from engine.features.visualize import FeatureColoring
 from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
-from engine.field.renderer import RaySpace, render_image
+from engine.field.renderer import RaySpace, render_image, render_segment_image
 from engine.mesh.extract import extract_mesh
 from engine.metrics import image_metrics
 from engine.segment.session import SegmentationSession
@@ -269,12 +269,12 @@ class Scene:
         as `mask_image` gives it) and its render alone (`renders/NNN_<view>.png`, RGBA,
         alpha 0 outside it). Returns a row per view (file names, mask pixels)."""
         session = self.segmentation
-        session.segment(name)   # an unknown name fails here, before any file is written
+        keep = session.mask_grid(name)   # once for every view; an unknown name fails here
         rows = []
         for i in tqdm(self.view_ids(which), desc=f"export {name}", disable=not progress, unit="view"):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"export cancelled after {len(rows)} views")
-            rendered = session.render(name, session.cameras, i)
+            rendered = render_segment_image(self.field, session.space, session.cameras, i, keep)
             mask = session.mask_from_render(name, rendered, image=self.data.image_float(i))
             stem = f"{i:03d}_{Path(self.data.names[i]).stem}.png"
             _write_png(Path(out_dir) / "masks" / stem, mask.astype(np.uint8) * 255)
