@@ -124,14 +124,16 @@ def ray_weights(field: RadianceField, samples: Samples) -> tuple[torch.Tensor, t
 
 
 def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
-              background: torch.Tensor) -> dict[str, torch.Tensor]:
+              background: torch.Tensor,
+              weighted: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """Alpha-composite samples into per-ray colour [R, 3], depth [R], opacity [R].
 
     Also returns, for the K samples whose colour was evaluated, their colour [K, 3],
-    weight [K] and ray index [K].
+    weight [K] and ray index [K]. weighted: `ray_weights(field, samples)` when the caller
+    already has it (the density lookups are most of a render's cost).
     """
     R, _ = samples.shape
-    weights, transmittance = ray_weights(field, samples)
+    weights, transmittance = weighted if weighted is not None else ray_weights(field, samples)
     visible = weights.detach() > field.config.weight_threshold
     ray = samples.ray_index[visible]
     w = weights[visible]
@@ -213,7 +215,7 @@ def render_segment_rays(field: RadianceField, space: RaySpace, origins: torch.Te
       samples when everything else is in front of or behind it (occlusion counts);
     - scene_rgb [R, 3], when asked for: the whole scene's colour from the same samples."""
     samples = sample_rays(field, space, origins, dirs, jitter=False)
-    weights, _ = ray_weights(field, samples)
+    weights, transmittance = ray_weights(field, samples)
     inside = field.occupied(samples.points, keep)
     visible = torch.zeros(len(origins), device=origins.device).index_add(
         0, samples.ray_index[inside], weights[inside])
@@ -222,7 +224,8 @@ def render_segment_rays(field: RadianceField, space: RaySpace, origins: torch.Te
     alone = composite(field, samples.subset(inside), viewdirs, background)
     result = {"rgb": alone["rgb"], "opacity": alone["opacity"], "visible": visible}
     if scene_rgb:
-        result["scene_rgb"] = composite(field, samples, viewdirs, background)["rgb"]
+        result["scene_rgb"] = composite(field, samples, viewdirs, background,
+                                        (weights, transmittance))["rgb"]
     return result
 
 
