@@ -40,7 +40,7 @@ from engine.field.renderer import ray_weights, render_segment_image, sample_rays
 from engine.scene import Scene  # noqa: E402
 from engine.segment.auto_scribbles import instance_masks  # noqa: E402
 from engine.segment.benchmark import load_benchmark, read_png, scores  # noqa: E402
-from engine.segment.mask_edges import snap_to_image  # noqa: E402
+from engine.segment.mask_edges import visible_mask  # noqa: E402
 
 MIN_WEIGHT = 1e-3   # samples below this rendering weight do not change a label
 STEPS = 150         # Adam steps on the label logits: the loss is flat after ~50
@@ -109,9 +109,8 @@ def ceiling(scene: Scene, spec_path: Path, progress: bool = True) -> dict:
             truth = read_png(scene_dir / target.mask, size, "target mask") == target.value
             visible = render_segment_image(scene.field, session.space, session.cameras,
                                            target.view, keep)["visible"]
-            visible = snap_to_image(visible, scene.data.image_float(target.view),
-                                    params.mask_edge_radius, params.mask_edge_eps)
-            rows.append(scores((visible > params.mask_opacity).cpu().numpy(), truth))
+            predicted = visible_mask(visible, scene.data.image_float(target.view), params)
+            rows.append(scores(predicted, truth))
         objects[item.name] = round(100 * float(np.mean([r["iou"] for r in rows])), 1)
     return {"objects": objects, "mean_iou": round(float(np.mean(list(objects.values()))), 1)}
 

@@ -17,17 +17,19 @@ voxels, its masked renders and its mesh do not.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from kornia.filters import guided_blur
 
+from engine.config import SegmentConfig
 from engine.errors import IsrfError
 
 
 @torch.no_grad()
-def snap_to_image(share: torch.Tensor, image: torch.Tensor, radius: int, eps: float
+def snap_to_image(share: torch.Tensor, image: torch.Tensor | None, radius: int, eps: float
                   ) -> torch.Tensor:
     """share [H, W] in [0, 1], image [H, W, 3] float in [0, 1] (same camera) -> the share
-    guided-filtered with the image [H, W] (unchanged when radius is 0).
+    guided-filtered with the image [H, W] (unchanged, and the image unused, when radius is 0).
 
     radius: window radius in pixels; eps: regulariser in squared colour units (smaller
     follows weaker colour edges)."""
@@ -38,3 +40,12 @@ def snap_to_image(share: torch.Tensor, image: torch.Tensor, radius: int, eps: fl
                         f"the mask {tuple(share.shape)}")
     guide = image.to(share.device, torch.float32).permute(2, 0, 1)[None]   # [1, 3, H, W]
     return guided_blur(guide, share.float()[None, None], 2 * radius + 1, eps)[0, 0]
+
+
+def visible_mask(share: torch.Tensor, image: torch.Tensor | None, params: SegmentConfig
+                 ) -> np.ndarray:
+    """A segment's 2D mask [H, W] bool from its visible share [H, W] and the camera's image
+    [H, W, 3]: snapped to the image (`mask_edge_radius`, `mask_edge_eps`), thresholded at
+    `mask_opacity`. The image may be None only when the radius is 0."""
+    share = snap_to_image(share, image, params.mask_edge_radius, params.mask_edge_eps)
+    return (share > params.mask_opacity).cpu().numpy()

@@ -37,7 +37,7 @@ from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, probe_rays, render_segment_image
 from engine.segment.kmeans import cluster_centres
-from engine.segment.mask_edges import snap_to_image
+from engine.segment.mask_edges import visible_mask
 from engine.segment.region import StrokeView, select_region, stroke_centres
 from engine.segment.strokes import Stroke, parse_stroke, stroke_pixels
 from engine.segment.voxels import VoxelDomain
@@ -295,14 +295,12 @@ class SegmentationSession:
         params = self.segment(name).params
         if not occlusion:   # occluded parts are in this mask: the image shows none of their edges
             return (rendered["opacity"] > params.mask_opacity).cpu().numpy()
-        share = rendered["visible"]
-        if params.mask_edge_radius > 0:
-            if image is None and "scene_rgb" not in rendered:
+        if image is None and params.mask_edge_radius > 0:
+            if "scene_rgb" not in rendered:
                 raise IsrfError("mask edges follow an image: give the camera's photograph, or "
                                 "a render made with scene_rgb=True")
-            guide = image if image is not None else rendered["scene_rgb"]
-            share = snap_to_image(share, guide, params.mask_edge_radius, params.mask_edge_eps)
-        return (share > params.mask_opacity).cpu().numpy()
+            image = rendered["scene_rgb"]
+        return visible_mask(rendered["visible"], image, params)
 
     # ----- files ----------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
