@@ -213,6 +213,23 @@ def test_neighbours_and_lookups_match_the_grid_including_its_faces():
     assert (domain.lookup(domain.coords.long()) == torch.arange(domain.size)).all()
 
 
+def test_neighbour_similarity_is_each_neighbours_dot_product(monkeypatch):
+    """The cached [M, 26] table the growth reads, computed in chunks smaller than the grid
+    (both halves of each opposite pair of offsets filled from one product)."""
+    monkeypatch.setattr("engine.segment.voxels.SIMILARITY_CHUNK", 7)
+    rng = np.random.default_rng(4)
+    occupied = rng.random((6, 5, 4)) < 0.6
+    domain = _domain(occupied, rng.normal(size=(6, 5, 4, 3)).astype(np.float32))
+    table = domain.neighbour_similarity()
+    found = domain.neighbours(torch.arange(domain.size))
+    unit = domain.features.float()
+    expected = torch.where(found >= 0, (unit[:, None] * unit[found.clamp_min(0)]).sum(-1),
+                           torch.zeros(()))
+    assert table.shape == (domain.size, 26)
+    assert torch.allclose(table.float(), expected, atol=1e-6)
+    assert domain.neighbour_similarity() is table     # computed once
+
+
 def test_bilateral_scores_match_a_voxel_by_voxel_reference():
     rng = np.random.default_rng(2)
     occupied = rng.random((7, 6, 5)) < 0.7

@@ -12,7 +12,7 @@ import torch
 
 from engine.segment.voxels import NEIGHBOUR_L1, VoxelDomain
 
-FRONTIER_CHUNK = 1 << 15   # candidates scored at once: [chunk, 26, D] features in memory
+FRONTIER_CHUNK = 1 << 16   # candidates scored at once: a few [chunk, 26] arrays in memory
 
 
 def _candidates(domain: VoxelDomain, frontier: torch.Tensor, region: torch.Tensor,
@@ -44,18 +44,16 @@ def bilateral_scores(domain: VoxelDomain, candidates: torch.Tensor, region: torc
         sum_q M(q) w(p, q) / sum_q w(p, q),  w = exp(-|F(q) - F(p)|^2 / sigma_f - |q - p|_1 / sigma_d)
     over the occupied 26 neighbours q of p (empty space has no meaningful feature)."""
     spatial = -NEIGHBOUR_L1.to(domain.device) / sigma_d                    # [26]
+    similarity = domain.neighbour_similarity()                              # [M, 26]
     scores = []
     for start in range(0, len(candidates), FRONTIER_CHUNK):
         rows = candidates[start:start + FRONTIER_CHUNK]
         nearby = domain.neighbours(rows)                                  # [c, 26]
         present = nearby >= 0
-        safe = nearby.clamp_min(0).long()
-        own = domain.features[rows].float()                               # [c, D]
-        other = domain.features[safe].float()                             # [c, 26, D]
         # unit vectors: |a - b|^2 = 2 - 2 a.b
-        distance = (2 - 2 * torch.einsum("cd,cnd->cn", own, other)).clamp_min(0)
+        distance = (2 - 2 * similarity[rows].float()).clamp_min(0)       # [c, 26]
         weight = torch.exp(-distance / sigma_f + spatial) * present
-        inside = weight * region[safe]
+        inside = weight * region[nearby.clamp_min(0).long()]
         scores.append(inside.sum(1) / weight.sum(1).clamp_min(1e-12))
     return torch.cat(scores) if scores else torch.zeros(0, device=domain.device)
 

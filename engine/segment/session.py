@@ -119,7 +119,9 @@ class SegmentationSession:
         self.domain = VoxelDomain.of(field, features, DOMAIN_MIN_ALPHA)
         self.segments: dict[str, Segment] = {}
         self._scene_centres: dict[int, torch.Tensor] = {}
-        self.scene_centres(self.defaults.scene_clusters)   # now, not in the first stroke
+        # now, not in the first stroke:
+        self.scene_centres(self.defaults.scene_clusters)
+        self.domain.neighbour_similarity()
 
     @property
     def device(self) -> torch.device:

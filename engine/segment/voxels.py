@@ -12,6 +12,11 @@ with one layer of -1 on every side. Neighbours are found by adding a fixed flat 
 a voxel's flat position in that padded grid: one gather, with no bounds checks, because
 the 26 neighbours of a grid voxel are always inside the padding.
 A segment's mask is a bool vector [M] over these rows.
+
+Region growing scores each candidate against its 26 neighbours' features many times over
+(every stroke that grows through the same voxels), so the domain keeps, once computed,
+the feature similarity of every voxel with each neighbour ([M, 26], a fraction of the
+features' size): a round then gathers 26 numbers per candidate instead of 26 x D.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ NEIGHBOUR_OFFSETS = torch.tensor([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0,
                                   for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)], dtype=torch.int32)
 NEIGHBOUR_L1 = NEIGHBOUR_OFFSETS.abs().sum(1).float()
 CHUNK = 1 << 18
+SIMILARITY_CHUNK = 1 << 18   # rows at once: two [chunk, D] gathers of features in memory
 
 
 def feature_dtype(device: torch.device) -> torch.dtype:
@@ -73,6 +79,7 @@ class VoxelDomain:
         strides = torch.tensor(self.padded.stride(), device=self.device)
         self._flat = ((self.coords.long() + 1) * strides).sum(1)                 # [M]
         self._neighbour_steps = (NEIGHBOUR_OFFSETS.to(self.device).long() * strides).sum(1)  # [26]
+        self._similarity: torch.Tensor | None = None
 
     @property
     def index(self) -> torch.Tensor:
@@ -92,8 +99,10 @@ class VoxelDomain:
         return self.coords.device
 
     def num_bytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.coords, self.padded, self.features,
-                                                          self._flat))
+        parts = [self.coords, self.padded, self.features, self._flat]
+        if self._similarity is not None:
+            parts.append(self._similarity)
+        return sum(t.numel() * t.element_size() for t in parts)
 
     def lookup(self, grid_positions: torch.Tensor) -> torch.Tensor:
         """Rows [...] of the voxels at integer grid positions [..., 3] (-1: empty or outside)."""
@@ -107,6 +116,25 @@ class VoxelDomain:
         """[C] rows -> [C, 26] rows of their occupied neighbours (-1 where empty)."""
         flat = self._flat[rows][:, None] + self._neighbour_steps                 # [C, 26]
         return self.padded.view(-1)[flat]
+
+    def neighbour_similarity(self) -> torch.Tensor:
+        """[M, 26] dot product of each voxel's feature with each neighbour's (the order of
+        `neighbours`; 0 where the neighbour is empty), in the features' dtype. Computed on
+        the first call (about a second for 600k voxels on 2 CPU cores), then kept."""
+        if self._similarity is None:
+            similarity = torch.zeros(self.size, 26, dtype=self.features.dtype, device=self.device)
+            # Offsets come in opposite pairs (n, 25 - n): p.q is computed once for both.
+            for n in range(13):
+                for start in range(0, self.size, SIMILARITY_CHUNK):
+                    rows = torch.arange(start, min(start + SIMILARITY_CHUNK, self.size),
+                                        device=self.device)
+                    other = self.padded.view(-1)[self._flat[rows] + self._neighbour_steps[n]]
+                    rows, other = rows[other >= 0], other[other >= 0].long()
+                    dots = (self.features[rows].float() * self.features[other].float()).sum(1)
+                    similarity[rows, n] = dots.to(similarity.dtype)
+                    similarity[other, 25 - n] = dots.to(similarity.dtype)
+            self._similarity = similarity
+        return self._similarity
 
     def rows_at(self, points: torch.Tensor, field: RadianceField) -> torch.Tensor:
         """Rows [P] of the voxels nearest field-space points [P, 3] (-1: empty or outside)."""
