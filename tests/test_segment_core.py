@@ -12,6 +12,7 @@ import torch
 from engine.config import DataConfig
 from engine.data import load_scene
 from engine.errors import IsrfError
+from engine.segment.auto_scribbles import corrective_stroke
 from engine.segment.grow import bilateral_grow, bilateral_scores, propagate
 from engine.segment.strokes import (Stroke, load_strokes_file, mask_to_polylines,
                                     parse_stroke, rasterize, stroke_pixels)
@@ -123,6 +124,33 @@ def test_the_fern_benchmark_strokes_lie_inside_fern_images_4():
             points = np.concatenate([np.asarray(line) for line in stroke.polylines])
             assert (points >= 0).all() and (points < [camera.width, camera.height]).all()
             assert len(stroke_pixels(stroke, camera.width, camera.height)[0]) > 100 * stroke.radius
+
+
+def test_corrective_strokes_paint_the_largest_wrong_region_and_leave_slivers_alone():
+    """The simulated artist of scripts/bench_corrections.py: green inside what was missed,
+    red inside what was taken too, nothing for a strip along the outline."""
+    truth = np.zeros((60, 80), bool)
+    truth[10:50, 10:50] = True
+    predicted = truth.copy()
+    predicted[20:35, 20:35] = False                 # a 15 x 15 hole: missed
+    stroke, inner = corrective_stroke(4, truth, predicted)
+    assert stroke["label"] == "positive" and stroke["camera"] == {"view": 4}
+    assert inner == 9 * 9                           # the hole, 3 px inside its outline
+    cols, rows = stroke_pixels(parse_stroke(stroke), 80, 60)
+    assert ((rows >= 20) & (rows < 35) & (cols >= 20) & (cols < 35)).all()
+
+    predicted[5:55, 55:78] = True                   # a larger region taken too
+    stroke, inner = corrective_stroke(4, truth, predicted)
+    cols, rows = stroke_pixels(parse_stroke(stroke), 80, 60)
+    assert stroke["label"] == "negative" and inner == 44 * 17
+    assert (~truth[rows, cols] & (cols >= 55)).all()
+
+    sliver = truth.copy()
+    sliver[10:50, 10:12] = False                    # 2 px along the outline
+    assert corrective_stroke(4, truth, sliver) is None
+    stroke, inner = corrective_stroke(4, truth, sliver, inset=0, min_pixels=80)
+    assert stroke["label"] == "positive" and inner == 80     # painted with no inset
+    assert corrective_stroke(4, truth, truth) is None
 
 
 # ----- region growing on hand-made grids -----------------------------------------------------

@@ -10,6 +10,12 @@ For a scene whose frames carry instance masks (`mask_path` in transforms.json, p
 - targets: every test view (index % test_every == 0) where at least MIN_TARGET_PIXELS
   pixels of it show.
 Everything is deterministic: the same masks give the same benchmark.
+
+`corrective_stroke` simulates an artist's next stroke (the interactive protocol of 2D
+click benchmarks, with scribbles): on a view, the largest wrong region of a mask gets a
+scribble, green where the object was missed, red where too much was taken, provided
+the region is wide enough to paint inside (by default MIN_CORRECTION pixels left INSET
+px inside its outline).
 """
 
 from __future__ import annotations
@@ -30,11 +36,17 @@ INSET = 3
 NEIGHBOUR_GAP = 4
 NEGATIVE_BAND = 20
 MIN_TARGET_PIXELS = 20
+MIN_CORRECTION = 20   # pixels a wrong region keeps INSET px inside its outline to be painted
 
 
-def scribble(mask: np.ndarray) -> np.ndarray:
-    """Skeleton + long-axis line of a region, kept INSET px inside it (bool [H, W])."""
-    inner = ndimage.binary_erosion(mask, iterations=INSET)
+def _inset(mask: np.ndarray, inset: int) -> np.ndarray:
+    """The pixels of `mask` at least `inset` px (4-neighbour steps) inside its outline."""
+    return ndimage.binary_erosion(mask, iterations=inset) if inset > 0 else mask
+
+
+def scribble(mask: np.ndarray, inset: int = INSET) -> np.ndarray:
+    """Skeleton + long-axis line of a region, kept `inset` px inside it (bool [H, W])."""
+    inner = _inset(mask, inset)
     if inner.sum() < 4:
         inner = mask
     lines = skeletonize(inner)
@@ -49,6 +61,31 @@ def scribble(mask: np.ndarray) -> np.ndarray:
 def _stroke(view: int, painted: np.ndarray, label: str) -> dict:
     return {"camera": {"view": view}, "label": label, "radius": 1.0,
             "polylines": [[list(point) for point in line] for line in mask_to_polylines(painted)]}
+
+
+def corrective_stroke(view: int, truth: np.ndarray, predicted: np.ndarray,
+                      inset: int = INSET, min_pixels: int = MIN_CORRECTION
+                      ) -> tuple[dict, int] | None:
+    """The stroke (a JSON dict) an artist would paint on `view` next, given the object's
+    true and predicted masks there (bool [H, W]), and how many pixels its region keeps
+    `inset` px inside its outline (the size to compare views by). None when no wrong
+    region keeps `min_pixels` there: slivers along an outline are left alone, as an
+    artist would."""
+    best = None
+    for wrong, label in ((truth & ~predicted, "positive"), (predicted & ~truth, "negative")):
+        regions, count = ndimage.label(wrong)
+        if count == 0:
+            continue
+        # The union's erosion, counted per region, is each region's own: regions are
+        # 4-connected components and the erosion's structure is the 4-neighbourhood.
+        inner = ndimage.sum(_inset(wrong, inset), regions, range(1, count + 1))
+        index = int(np.argmax(inner))
+        if inner[index] >= min_pixels and (best is None or inner[index] > best[0]):
+            best = (int(inner[index]), regions == index + 1, label)
+    if best is None:
+        return None
+    inner, region, label = best
+    return _stroke(view, scribble(region, inset), label), inner
 
 
 def instance_masks(scene: Path) -> tuple[list[dict], list[np.ndarray]]:
