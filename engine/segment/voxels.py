@@ -15,8 +15,8 @@ A segment's mask is a bool vector [M] over these rows.
 
 Region growing scores each candidate against its 26 neighbours' features many times over
 (every stroke that grows through the same voxels), so the domain keeps, once computed,
-the feature similarity of every voxel with each neighbour ([M, 26], a fraction of the
-features' size): a round then gathers 26 numbers per candidate instead of 26 x D.
+the feature similarity of every voxel with each neighbour ([M, 26]: about the features'
+own size at D = 32): a round then gathers 26 numbers per candidate instead of 26 x D.
 """
 
 from __future__ import annotations
