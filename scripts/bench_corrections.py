@@ -33,16 +33,8 @@ from engine.errors import IsrfError  # noqa: E402
 from engine.scene import Scene  # noqa: E402
 from engine.segment.auto_scribbles import (INSET, MIN_CORRECTION, corrective_stroke,  # noqa: E402
                                            instance_masks)
-from engine.segment.benchmark import load_benchmark, read_png, run_benchmark, scores  # noqa: E402
+from engine.segment.benchmark import load_benchmark, run_benchmark, score_targets  # noqa: E402
 from engine.segment.strokes import parse_stroke  # noqa: E402
-
-def target_iou(scene: Scene, item, scene_dir: Path) -> float:
-    size = (scene.data.width, scene.data.height)
-    return float(np.mean([
-        scores(scene.mask_image(item.name, target.view),
-               read_png(scene_dir / target.mask, size, "target mask") == target.value)["iou"]
-        for target in item.targets]))
-
 
 def correct(scene: Scene, item, masks: list[np.ndarray], views: list[int], inset: int,
             min_pixels: int) -> dict | None:
@@ -79,7 +71,8 @@ def measure(scene: Scene, spec_path: Path, rounds: int, inset: int, min_pixels: 
             if painted is None:
                 break
             row["strokes"].append(painted)
-            row["iou"].append(round(100 * target_iou(scene, item, scene_dir), 1))
+            rows = score_targets(scene, item, scene_dir)
+            row["iou"].append(round(100 * float(np.mean([r["iou"] for r in rows])), 1))
         objects.append(row)
     means = [round(float(np.mean([o["iou"][min(r, len(o["iou"]) - 1)] for o in objects])), 1)
              for r in range(rounds + 1)]

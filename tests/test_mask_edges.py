@@ -53,3 +53,5 @@ def test_radius_zero_is_off_and_sizes_must_match():
     assert snap_to_image(share, _two_colour_image(), radius=0, eps=1e-4) is share
     with pytest.raises(IsrfError, match="guide image is \\(40, 20\\), the mask \\(40, 40\\)"):
         snap_to_image(share, _two_colour_image()[:, :20], radius=6, eps=1e-4)
+    with pytest.raises(IsrfError, match="a guide image is needed when mask_edge_radius > 0"):
+        snap_to_image(share, None, radius=6, eps=1e-4)

@@ -102,7 +102,6 @@ def run_benchmark(scene, spec: Benchmark, spec_dir: Path, progress: bool = True)
     and score its masks on the target views -> results (per target, per object, means)."""
     scene_dir = (spec_dir / spec.scene).resolve()
     session = scene.segmentation
-    size = (scene.data.width, scene.data.height)
     results = []
     for item in tqdm(spec.objects, desc="objects", disable=not progress, unit="object"):
         name = item.name
@@ -114,20 +113,28 @@ def run_benchmark(scene, spec: Benchmark, spec_dir: Path, progress: bool = True)
             if isinstance(stroke, ScribbleStroke):
                 stroke = _scribble_as_stroke(stroke, scene_dir, session.cameras)
             latencies.append(session.stroke(name, stroke).seconds)
-        rows = []
-        for target in item.targets:
-            if target.view >= len(scene.data.names):
-                raise IsrfError(f"benchmark: {name}: target view {target.view} does not exist")
-            truth = read_png(scene_dir / target.mask, size, "target mask")
-            truth = truth != 0 if target.value is None else truth == target.value
-            predicted = scene.mask_image(name, target.view)
-            rows.append({"view": target.view, **scores(predicted, truth)})
+        rows = score_targets(scene, item, scene_dir)
         results.append({"name": name, "iou": _mean(r["iou"] for r in rows),
                         "accuracy": _mean(r["accuracy"] for r in rows),
                         "stroke_seconds": latencies, "targets": rows})
     return {"objects": results,
             "mean_iou": _mean(r["iou"] for r in results),
             "mean_accuracy": _mean(r["accuracy"] for r in results)}
+
+
+def score_targets(scene, item: BenchmarkObject, scene_dir: Path) -> list[dict]:
+    """IoU and accuracy of segment `item.name`'s masks (as `Scene.mask_image` makes them)
+    on each of the object's target views -> a row per target."""
+    size = (scene.data.width, scene.data.height)
+    rows = []
+    for target in item.targets:
+        if target.view >= len(scene.data.names):
+            raise IsrfError(f"benchmark: {item.name}: target view {target.view} does not exist")
+        truth = read_png(scene_dir / target.mask, size, "target mask")
+        truth = truth != 0 if target.value is None else truth == target.value
+        predicted = scene.mask_image(item.name, target.view)
+        rows.append({"view": target.view, **scores(predicted, truth)})
+    return rows
 
 
 def _scribble_as_stroke(item: ScribbleStroke, scene_dir: Path, cameras) -> Stroke:

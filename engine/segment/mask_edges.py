@@ -35,6 +35,8 @@ def snap_to_image(share: torch.Tensor, image: torch.Tensor | None, radius: int, 
     follows weaker colour edges)."""
     if radius == 0:
         return share
+    if image is None:
+        raise IsrfError("mask edges: a guide image is needed when mask_edge_radius > 0")
     if image.shape[:2] != share.shape:
         raise IsrfError(f"mask edges: the guide image is {tuple(image.shape[:2])}, "
                         f"the mask {tuple(share.shape)}")
