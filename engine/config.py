@@ -227,6 +227,10 @@ class SegmentConfig:
     mask_edges.py); 0: off."""
     mask_edge_eps: PositiveFloat = 1e-4
     """Regulariser of that filter (squared colour units): smaller follows weaker edges."""
+    mask_grabcut_band: NonNegativeInt = 5
+    """2D masks: after the threshold, pixels up to this far (pixels) outside the mask join
+    it where GrabCut, with colour models of the image started from the mask, gives them to
+    it (engine/segment/mask_edges.py); 0: off."""
 
 
 @dataclass(config=_STRICT)

@@ -2,15 +2,17 @@
 
 Segmentation gives each voxel of the segmentation domain (the occupied voxels it works
 on) one object, and a 2D mask is that object's share of the rendered scene, filtered
-with the view's photograph as the guide and thresholded (engine/segment/mask_edges.py).
+with the view's photograph as the guide and thresholded, plus the pixels next to it that
+GrabCut gives it by the photograph's colours (engine/segment/mask_edges.py; the results
+in bench_results/ predate that step; a run now includes it).
 So with a given field, no stroke rule, feature or parameter can beat the best hard
 labelling of those voxels. This script finds a labelling that is as good as it gets:
 per-voxel label logits, optimised (Adam, cross-entropy) so that every view's rendered
 label distribution matches that view's ground-truth instance mask, using *all* views
 with masks, the benchmark's target views included. Then each object's hard labels
 (argmax) are rendered and scored on the benchmark's targets, exactly as `isrf eval` does.
-(The fit matches the unfiltered shares to the masks, so with the edge filter on, the
-result is a close estimate of the ceiling rather than a strict bound.)
+(The fit matches the unfiltered shares to the masks, so with the 2D steps on, the result
+is a close estimate of the ceiling rather than a strict bound.)
 
 The gap between this and `isrf eval` is what better strokes, features or growth rules
 could still win; the gap between this and 100 is the field's own (its soft surfaces).

@@ -174,6 +174,8 @@ def test_bad_requests_are_refused(scene, trained):
         session.stroke("red", {**_positive(trained[1], 1), "params": {"seed_distance": 9}})
     with pytest.raises(IsrfError, match="mask_edge_radius"):
         session.add_segment("a", {"mask_edge_radius": -1})
+    with pytest.raises(IsrfError, match="mask_grabcut_band"):
+        session.add_segment("a", {"mask_grabcut_band": 2.5})
     with pytest.raises(IsrfError, match="unknown parameter"):
         session.add_segment("a", {"sigma": 1})
     with pytest.raises(IsrfError, match="only empty background"):
@@ -219,13 +221,13 @@ def test_two_d_masks_and_their_export(scene, trained, tmp_path):
 
 
 def test_mask_edges_follow_the_photograph_or_the_render(scene, trained):
-    """Dataset views snap the mask to their photograph, other cameras to the field's own
-    render of the scene (the same samples' colour as a plain render); radius 0 is the
-    share thresholded as it is rendered."""
+    """Dataset views snap the mask to their photograph and add pixels by its colours,
+    other cameras use the field's own render of the scene (the same samples' colour as a
+    plain render); with both steps off the mask is the share thresholded as rendered."""
     session = scene.segmentation
     for stroke in _strokes(trained[1], "object_1"):
         session.stroke("red", stroke)
-    session.add_segment("plain", {"mask_edge_radius": 0})
+    session.add_segment("plain", {"mask_edge_radius": 0, "mask_grabcut_band": 0})
     for stroke in _strokes(trained[1], "object_1"):
         session.stroke("plain", stroke)
     snapped, plain = [], []

@@ -65,6 +65,11 @@ def params_with(base: SegmentConfig, overrides: dict, source: str) -> SegmentCon
         raise IsrfError(f"{source}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
 
 
+def _follows_image(params: SegmentConfig) -> bool:
+    """Whether 2D masks with these parameters need the camera's image (edges or colours)."""
+    return params.mask_edge_radius > 0 or params.mask_grabcut_band > 0
+
+
 @dataclass(frozen=True)
 class SegmentState:
     strokes: tuple[Stroke, ...]
@@ -286,9 +291,9 @@ class SegmentationSession:
         share of the rendered scene > mask_opacity, with edges that follow the image's);
         else where the segment alone renders opaque (accumulated opacity of the masked
         field > mask_opacity). image: the photograph this camera took ([H, W, 3] float in
-        [0, 1]) when there is one; without it the edges follow the field's render."""
-        snap = occlusion and image is None and self.segment(name).params.mask_edge_radius > 0
-        rendered = self.render(name, camera, index, scene_rgb=snap)
+        [0, 1]) when there is one; without it the edges and colours are the field's render's."""
+        follow = occlusion and image is None and _follows_image(self.segment(name).params)
+        rendered = self.render(name, camera, index, scene_rgb=follow)
         return self.mask_from_render(name, rendered, occlusion, image)
 
     def mask_from_render(self, name: str, rendered: dict[str, torch.Tensor], occlusion: bool = True,
@@ -297,9 +302,9 @@ class SegmentationSession:
         params = self.segment(name).params
         if not occlusion:   # occluded parts are in this mask: the image shows none of their edges
             return (rendered["opacity"] > params.mask_opacity).cpu().numpy()
-        if image is None and params.mask_edge_radius > 0:
+        if image is None and _follows_image(params):
             if "scene_rgb" not in rendered:
-                raise IsrfError("mask edges follow an image: give the camera's photograph, or "
+                raise IsrfError("masks follow an image: give the camera's photograph, or "
                                 "a render made with scene_rgb=True")
             image = rendered["scene_rgb"]
         return visible_mask(rendered["visible"], image, params)
