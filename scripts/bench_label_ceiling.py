@@ -4,7 +4,7 @@ Segmentation gives each voxel of the segmentation domain (the occupied voxels it
 on) one object, and a 2D mask is that object's share of the rendered scene, filtered
 with the view's photograph as the guide and thresholded, plus the pixels next to it that
 GrabCut gives it by the photograph's colours (engine/segment/mask_edges.py; the results
-in bench_results/ predate that step; a run now includes it).
+in bench_results/label_ceiling_edge_filter_only.md predate that step).
 So with a given field, no stroke rule, feature or parameter can beat the best hard
 labelling of those voxels. This script finds a labelling that is as good as it gets:
 per-voxel label logits, optimised (Adam, cross-entropy) so that every view's rendered
