@@ -81,8 +81,8 @@ def add_by_colour(mask: np.ndarray, image: torch.Tensor | None, band: int) -> np
     labels[ndimage.binary_erosion(mask, iterations=band)] = cv2.GC_FGD
     pixels = np.ascontiguousarray((image.clamp(0, 1) * 255).round().byte().cpu().numpy())
     cv2.setRNGSeed(0)   # its k-means starts from random centres
-    cv2.grabCut(pixels, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), 1,
-                cv2.GC_INIT_WITH_MASK)
+    models = np.zeros((1, 65)), np.zeros((1, 65))   # OpenCV's GMM state: 5 x (1 + 3 + 9)
+    cv2.grabCut(pixels, labels, None, *models, 1, cv2.GC_INIT_WITH_MASK)
     return mask | (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 
