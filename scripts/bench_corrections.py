@@ -4,8 +4,9 @@ The benchmark (benchmarks/default.json) scribbles each object on one reference v
 NVOS does. An artist then looks at the result from other views and paints where it is
 wrong. This script simulates that (engine/segment/auto_scribbles.py, `corrective_stroke`):
 after the benchmark's strokes, each round looks at the object's mask on every view that
-is no object's target (an artist orbits freely; the targets stay unseen), finds the largest wrong region wide enough to paint inside, and scribbles it, green
-where the object was missed, red where too much was taken. Objects with nothing wide
+is no object's target (an artist orbits freely; the targets stay unseen), finds the
+largest wrong region wide enough to paint inside, and scribbles it, green where the
+object was missed, red where too much was taken. Objects with nothing wide
 enough to paint get no stroke. Each round's target IoU is what `isrf eval` would report.
 
     .venv/bin/python scripts/bench_corrections.py [--rounds 1] [--inset 3] [--min-pixels 20]
@@ -35,6 +36,7 @@ from engine.segment.auto_scribbles import (INSET, MIN_CORRECTION, corrective_str
                                            instance_masks)
 from engine.segment.benchmark import load_benchmark, run_benchmark, score_targets  # noqa: E402
 from engine.segment.strokes import parse_stroke  # noqa: E402
+
 
 def correct(scene: Scene, item, masks: list[np.ndarray], views: list[int], inset: int,
             min_pixels: int) -> dict | None:

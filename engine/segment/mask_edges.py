@@ -86,6 +86,11 @@ def add_by_colour(mask: np.ndarray, image: torch.Tensor | None, band: int) -> np
     return mask | (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 
+def needs_image(params: SegmentConfig) -> bool:
+    """Whether `visible_mask` with these parameters reads the camera's image."""
+    return params.mask_edge_radius > 0 or params.mask_grabcut_band > 0
+
+
 def visible_mask(share: torch.Tensor, image: torch.Tensor | None, params: SegmentConfig
                  ) -> np.ndarray:
     """A segment's 2D mask [H, W] bool from its visible share [H, W] and the camera's image

@@ -37,7 +37,7 @@ from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, probe_rays, render_segment_image
 from engine.segment.kmeans import cluster_centres
-from engine.segment.mask_edges import visible_mask
+from engine.segment.mask_edges import needs_image, visible_mask
 from engine.segment.region import StrokeView, select_region, stroke_centres
 from engine.segment.strokes import Stroke, parse_stroke, stroke_pixels
 from engine.segment.voxels import VoxelDomain
@@ -63,11 +63,6 @@ def params_with(base: SegmentConfig, overrides: dict, source: str) -> SegmentCon
     except ValidationError as error:
         first = error.errors()[0]
         raise IsrfError(f"{source}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-
-
-def _follows_image(params: SegmentConfig) -> bool:
-    """Whether 2D masks with these parameters need the camera's image (edges or colours)."""
-    return params.mask_edge_radius > 0 or params.mask_grabcut_band > 0
 
 
 @dataclass(frozen=True)
@@ -292,7 +287,7 @@ class SegmentationSession:
         else where the segment alone renders opaque (accumulated opacity of the masked
         field > mask_opacity). image: the photograph this camera took ([H, W, 3] float in
         [0, 1]) when there is one; without it the edges and colours are the field's render's."""
-        follow = occlusion and image is None and _follows_image(self.segment(name).params)
+        follow = occlusion and image is None and needs_image(self.segment(name).params)
         rendered = self.render(name, camera, index, scene_rgb=follow)
         return self.mask_from_render(name, rendered, occlusion, image)
 
@@ -302,7 +297,7 @@ class SegmentationSession:
         params = self.segment(name).params
         if not occlusion:   # occluded parts are in this mask: the image shows none of their edges
             return (rendered["opacity"] > params.mask_opacity).cpu().numpy()
-        if image is None and _follows_image(params):
+        if image is None and needs_image(params):
             if "scene_rgb" not in rendered:
                 raise IsrfError("masks follow an image: give the camera's photograph, or "
                                 "a render made with scene_rgb=True")
