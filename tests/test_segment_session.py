@@ -83,6 +83,25 @@ def test_a_positive_stroke_selects_its_sphere(scene, trained):
     assert _ball_share(scene, mask, 2)[1] < 0.02
 
 
+def test_work_done_in_chunks_gives_what_one_pass_gives(trained, monkeypatch):
+    """The domain's feature table is filled chunk by chunk and a stroke's samples are
+    looked up in chunks (both to bound memory at 320^3); tiny chunks change nothing."""
+    import engine.field.renderer as renderer
+    import engine.segment.voxels as voxels
+
+    def stroke_once():
+        session = Scene.from_checkpoint(trained[0], "cpu").segmentation
+        session.stroke("red", _positive(trained[1], 1))
+        return session.domain.features, session.mask("red")
+
+    features, mask = stroke_once()
+    monkeypatch.setattr(voxels, "CHUNK", 97)
+    monkeypatch.setattr(renderer, "FEATURE_CHUNK", 13)
+    chunked_features, chunked_mask = stroke_once()
+    assert len(features) > 10 * 97
+    assert torch.equal(chunked_features, features)
+    assert torch.equal(chunked_mask, mask) and mask.any()
+
 def test_negative_strokes_remove_and_keep_out(scene, trained):
     session = scene.segmentation
     greedy = {"seed_distance": 4.0, "grow_distance": 4.0}   # selects everything it touches

@@ -68,11 +68,13 @@ class VoxelDomain:
         occupied = field.occupancy & (field.voxel_alpha() > min_alpha)
         coords = torch.nonzero(occupied).to(torch.int32)
         size = torch.tensor(field.resolution, device=coords.device, dtype=torch.float32)
-        rows = []
+        # Filled in place: a list of chunks and their concatenation would hold the table
+        # twice (at fern `images_4` and 320^3, 7.3M x 64 features: 0.9 GB more on a GPU).
+        table = torch.empty(len(coords), features.dims, dtype=feature_dtype(coords.device),
+                            device=coords.device)
         for start in range(0, len(coords), CHUNK):
             normalised = coords[start:start + CHUNK].float() / (size - 1) * 2 - 1
-            rows.append(F.normalize(features(normalised), dim=-1).to(feature_dtype(coords.device)))
-        table = torch.cat(rows) if rows else torch.zeros(0, features.dims, device=coords.device)
+            table[start:start + CHUNK] = F.normalize(features(normalised), dim=-1)
         return cls.create(coords, list(occupied.shape), table)
 
     def __post_init__(self):
