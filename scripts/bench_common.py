@@ -1,8 +1,12 @@
-"""What the benchmark scripts share: merging a run's rows into the results files."""
+"""What the benchmark scripts share: merging a run's rows into the results files, and
+measuring the peak memory CPU tensors take during a block."""
 
 from __future__ import annotations
 
+import ctypes
 import json
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -20,3 +24,49 @@ def save_rows(out_dir: Path, stem: str, rows: list[dict], case_order: list[str],
     results.write_text(json.dumps(rows, indent=2) + "\n")
     (out_dir / f"{stem}.md").write_text(markdown(rows))
     return rows
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                 "uordblks", "fordblks", "keepcost")]
+
+
+def _heap_in_use() -> int | None:
+    """Bytes in use on the C heap (glibc's mallinfo2: arena blocks + mmapped blocks), where
+    CPU tensors live; None without glibc 2.33+."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return None
+    info = libc.mallinfo2()
+    return info.uordblks + info.hblkhd
+
+
+@contextmanager
+def heap_peak(interval: float = 0.001):
+    """Measures the block's peak heap use above the level at its start: yields a dict whose
+    "mb" is set on exit (None without glibc). A thread samples every `interval` seconds, so
+    time the block's work elsewhere. Unlike peak RSS this does not count freed pages the
+    allocator keeps, nor what was loaded before."""
+    result = {"mb": None}
+    start = _heap_in_use()
+    if start is None:
+        yield result
+        return
+    peak, done = [start], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _heap_in_use())
+            done.wait(interval)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        sampler.join()
+        result["mb"] = round((max(peak[0], _heap_in_use()) - start) / 2**20)

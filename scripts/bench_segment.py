@@ -11,13 +11,15 @@ Cases:
   rays, features, k-means, seeds, growth), p50 / p95, with the process's peak memory.
 - mesh_default: meshing one object of the default scene at its grid (211x161x62).
 - mesh_256: meshing a 256^3 grid holding a ball of radius 0.4 of the box.
-- fern_320 (GPU): the strokes of benchmarks/fern_strokes.json on fern `images_4` trained at
-  320^3 (the issue's GPU setting), each replayed REPEATS times: stroke latency p50 / p95 and
-  the GPU's peak memory while segmenting (the field and features included). It needs the
-  checkpoint `--fern-checkpoint` (default runs/fern_320/checkpoint.pt), made by
+- fern_320: the strokes of benchmarks/fern_strokes.json on fern `images_4` trained at
+  320^3 (the issue's GPU setting), each replayed REPEATS times: stroke latency p50 / p95,
+  the bytes the segmentation domain holds and those of the fields, and the peak memory
+  while segmenting (on a GPU, the allocator's peak: the fields and features included). It
+  needs the checkpoint `--fern-checkpoint` (default runs/fern_320/checkpoint.pt), made by
       .venv/bin/isrf train --config configs/fern_gpu.toml --device cuda \
           --set field.num_voxels=32768000 --set train.out_dir='"runs/fern_320"'
-  and is skipped (with a line saying so) when that file is missing.
+  and is skipped (with a line saying so) when that file is missing. On a CPU it runs too
+  (README: a CPU-trained fern checkpoint at the same grid, for the memory the domain takes).
 
 Each case runs in its own process. Results: bench_results/segment_<device>.json and .md.
 """
@@ -31,12 +33,13 @@ import resource
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_common import save_rows  # noqa: E402
+from bench_common import heap_peak, save_rows  # noqa: E402
 
 DEFAULT_CHECKPOINT = REPO / "runs" / "default" / "checkpoint.pt"
 BENCHMARK = REPO / "benchmarks" / "default.json"
@@ -106,19 +109,30 @@ def case_fern_320(device, checkpoint: Path) -> dict:
     from engine.segment.strokes import load_strokes_file
 
     scene, session, setup = _open_session(device, checkpoint)
-    latencies = []
+    latencies, stroke_heap = [], []
     for repeat in range(REPEATS + 1):      # the first round warms up kernels and caches
         for segment in load_strokes_file(FERN_STROKES).segments:
             if segment.name in session.segments:
                 session.remove_segment(segment.name)
             session.add_segment(segment.name, segment.params)
             for stroke in segment.strokes:
-                result = session.stroke(segment.name, stroke)
+                # memory in the warm-up round only: its sampling thread slows the stroke
+                with heap_peak() if repeat == 0 and device.type == "cpu" else nullcontext() as heap:
+                    result = session.stroke(segment.name, stroke)
                 _sync(device)
                 if repeat:
                     latencies.append(result.seconds)
+                elif heap and heap["mb"] is not None:
+                    stroke_heap.append(heap["mb"])
+    fields = [scene.field, scene.features]
     return {**_stroke_summary(scene, setup, latencies),
-            "mask_voxels": int(session.mask(segment.name).sum()), **_peak_mb(device)}
+            "mask_voxels": int(session.mask(segment.name).sum()),
+            **({"stroke_peak_heap_mb": max(stroke_heap)} if stroke_heap else {}),
+            "feature_dims": session.domain.features.shape[1],
+            "domain_mb": round(session.domain.num_bytes() / 2**20),
+            "fields_mb": round(sum(t.numel() * t.element_size() for f in fields
+                                   for t in [*f.parameters(), *f.buffers()]) / 2**20),
+            **_peak_mb(device)}
 
 
 def case_mesh_default(device, checkpoint: Path) -> dict:
@@ -172,6 +186,10 @@ def markdown(rows: list[dict]) -> str:
                        if "mean_iou" in r else "")
             result = (f"{quality}stroke p50 {r['stroke_p50_s']} s, p95 {r['stroke_p95_s']} s "
                       f"({r['strokes']} strokes, {r['domain_voxels']} voxels)")
+            if "domain_mb" in r:
+                result += f"; domain {r['domain_mb']} MB, fields {r['fields_mb']} MB"
+            if "stroke_peak_heap_mb" in r:
+                result += f", a stroke's peak above them {r['stroke_peak_heap_mb']} MB"
         else:
             result = f"{r['seconds']} s, {r['faces']} faces"
         memory = f"{r['peak_rss_mb']} MB RSS" + (f", {r['peak_gpu_mb']} MB GPU" if "peak_gpu_mb" in r else "")
