@@ -7,6 +7,7 @@ import ctypes
 import json
 import threading
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Callable
 
@@ -32,15 +33,24 @@ class _MallInfo2(ctypes.Structure):
                  "uordblks", "fordblks", "keepcost")]
 
 
-def _heap_in_use() -> int | None:
-    """Bytes in use on the C heap (glibc's mallinfo2: arena blocks + mmapped blocks), where
-    CPU tensors live; None without glibc 2.33+."""
+@cache
+def _mallinfo2():
+    """glibc's mallinfo2 (2.33+), or None where there is none."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = _MallInfo2
+        function = ctypes.CDLL("libc.so.6").mallinfo2
     except (OSError, AttributeError):
         return None
-    info = libc.mallinfo2()
+    function.restype = _MallInfo2
+    return function
+
+
+def _heap_in_use() -> int | None:
+    """Bytes in use on the C heap (arena blocks + mmapped blocks), where CPU tensors live;
+    None without glibc's mallinfo2."""
+    mallinfo2 = _mallinfo2()
+    if mallinfo2 is None:
+        return None
+    info = mallinfo2()
     return info.uordblks + info.hblkhd
 
 
