@@ -102,6 +102,7 @@ def test_work_done_in_chunks_gives_what_one_pass_gives(trained, monkeypatch):
     assert torch.equal(chunked_features, features)
     assert torch.equal(chunked_mask, mask) and mask.any()
 
+
 def test_negative_strokes_remove_and_keep_out(scene, trained):
     session = scene.segmentation
     greedy = {"seed_distance": 4.0, "grow_distance": 4.0}   # selects everything it touches
