@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="dataset views to write masks and renders for")
     segment.add_argument("--mesh", choices=["ply", "obj", "glb", "none"], default="ply",
                          help="mesh file format (none: no mesh)")
+    segment.add_argument("--refine", action="store_true",
+                         help="after its strokes, refine every segment with the photographs of "
+                              "every third training view (a segment's own `refine` wins)")
     segment.add_argument("--set", dest="overrides", action="append", default=[],
                          metavar="KEY=VALUE", help="override segment.* or mesh.* settings")
     _add_device(segment)
@@ -87,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", type=Path,
                           help="trained scene (default: the spec's checkpoint)")
     evaluate.add_argument("--out", type=Path, help="write the results JSON here")
+    evaluate.add_argument("--refine", action="store_true",
+                          help="refine every object after its strokes (as isrf segment --refine)")
     evaluate.add_argument("--set", dest="overrides", action="append", default=[],
                           metavar="KEY=VALUE", help="override segment.* settings")
     _add_device(evaluate)
@@ -186,6 +191,8 @@ def cmd_segment(args) -> None:
             print(f"{item.name}: {result.label} stroke, {result.pixels} px -> {result.region} "
                   f"voxels ({result.rounds} growth rounds, {result.seconds:.2f} s); "
                   f"segment {result.mask} voxels")
+        if item.refine is not None or args.refine:
+            _print_refine(session.refine(item.name, item.refine, progress=True))
     session_path = session.save(args.out / "session.npz")
     for item in strokes.segments:
         out_dir = args.out / item.name
@@ -204,6 +211,11 @@ def cmd_segment(args) -> None:
     print(f"session: {session_path}")
 
 
+def _print_refine(result) -> None:
+    print(f"{result.segment}: refined with {len(result.views)} views: {result.added} voxels "
+          f"added ({result.seconds:.1f} s); segment {result.mask} voxels")
+
+
 def cmd_eval(args) -> None:
     from engine.segment.benchmark import format_table, load_benchmark, run_benchmark
 
@@ -215,7 +227,7 @@ def cmd_eval(args) -> None:
             raise IsrfError(f"{args.benchmark}: names no checkpoint; give --checkpoint")
         checkpoint = spec_dir / spec.checkpoint
     scene = _scene_with_overrides(checkpoint, args.overrides, args.device)
-    results = run_benchmark(scene, spec, spec_dir)
+    results = run_benchmark(scene, spec, spec_dir, refine=args.refine)
     results = {"benchmark": str(args.benchmark), "checkpoint": str(checkpoint), **results}
     print(format_table(results))
     if args.out is not None:
@@ -255,8 +267,8 @@ def cmd_demo(args) -> None:
 
 
 def _demo_segmentation(scene, out_dir: Path) -> None:
-    """Score the default benchmark (every object from its scribbles), then write one
-    object's mesh, per-view masks and renders."""
+    """Score the default benchmark (every object from its scribbles), then refine one
+    object with every third training view and write its mesh, per-view masks and renders."""
     from engine.mesh.export import save_mesh
     from engine.segment.benchmark import format_table, load_benchmark, run_benchmark
 
@@ -265,6 +277,8 @@ def _demo_segmentation(scene, out_dir: Path) -> None:
     write_json(out_dir / "benchmark.json", results)
     print(format_table(results))
     session = scene.segmentation
+    # After scoring: its voxels, and so its mesh, take what its 2D masks saw in many views.
+    _print_refine(session.refine(DEMO_OBJECT, progress=True))
     session.save(out_dir / "session.npz")
     views = scene.export_segment(DEMO_OBJECT, out_dir / DEMO_OBJECT, "all")
     mesh_path = save_mesh(scene.mesh(DEMO_OBJECT), out_dir / DEMO_OBJECT / "mesh.ply")

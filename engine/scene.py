@@ -31,7 +31,7 @@ from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, render_image, render_segment_image
 from engine.mesh.extract import extract_mesh
 from engine.metrics import image_metrics
-from engine.segment.session import SegmentationSession
+from engine.segment.session import Photographs, SegmentationSession
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.train.distiller import Distiller, DistillReport, feature_cosine
 from engine.train.trainer import CHECKPOINT_NAME, Trainer, TrainReport, field_for
@@ -246,7 +246,7 @@ class Scene:
                 raise IsrfError("segmentation needs a feature field: train with distill.steps > 0")
             self._segmentation = SegmentationSession(
                 field, self.features, RaySpace.of(self.data), self.data.cameras.to(self.device),
-                self.config.segment)
+                self.config.segment, Photographs(self.data.image_float, self.data.train_ids))
         return self._segmentation
 
     def mesh(self, segment: str | None = None, config: MeshConfig | None = None):

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from engine.errors import IsrfError
-from engine.segment.strokes import Stroke, StrokeCamera, load_json_file, mask_to_polylines
+from engine.segment.strokes import Refine, Stroke, StrokeCamera, load_json_file, mask_to_polylines
 
 BENCHMARK_FORMAT = "isrf-benchmark"
 
@@ -58,6 +58,8 @@ class BenchmarkObject(_Strict):
     name: str = Field(min_length=1, max_length=64)
     params: dict[str, float | int] = Field(default_factory=dict)
     strokes: list[Stroke | ScribbleStroke] = Field(min_length=1)
+    refine: Refine | None = None
+    """After the strokes, refine the segment with the photographs of many views."""
     targets: list[Target] = Field(min_length=1)
 
 
@@ -97,9 +99,11 @@ def scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"iou": iou, "accuracy": float((predicted == truth).mean())}
 
 
-def run_benchmark(scene, spec: Benchmark, spec_dir: Path, progress: bool = True) -> dict:
+def run_benchmark(scene, spec: Benchmark, spec_dir: Path, progress: bool = True,
+                  refine: bool = False) -> dict:
     """Segment every object of `spec` from its strokes in `scene` (engine.scene.Scene)
-    and score its masks on the target views -> results (per target, per object, means)."""
+    and score its masks on the target views -> results (per target, per object, means).
+    refine: refine every object after its strokes (an object's own `refine` always runs)."""
     scene_dir = (spec_dir / spec.scene).resolve()
     session = scene.segmentation
     results = []
@@ -113,8 +117,11 @@ def run_benchmark(scene, spec: Benchmark, spec_dir: Path, progress: bool = True)
             if isinstance(stroke, ScribbleStroke):
                 stroke = _scribble_as_stroke(stroke, scene_dir, session.cameras)
             latencies.append(session.stroke(name, stroke).seconds)
+        row = {"name": name}
+        if item.refine is not None or refine:
+            row["refine_seconds"] = session.refine(name, item.refine).seconds
         rows = score_targets(scene, item, scene_dir)
-        results.append({"name": name, "iou": _mean(r["iou"] for r in rows),
+        results.append({**row, "iou": _mean(r["iou"] for r in rows),
                         "accuracy": _mean(r["accuracy"] for r in rows),
                         "stroke_seconds": latencies, "targets": rows})
     return {"objects": results,

@@ -9,10 +9,15 @@ red stroke on the table next to a cup removes the table, not the cup's foot, eve
 the table's region reached under it. Positive strokes never grow into negative voxels
 that are closer to the negative centres, so what red strokes removed stays out.
 
-Every stroke, reset, undo and redo is a step of an undo history (per segment); the
-session file keeps the current state of every segment (masks, centres, the strokes that
-made them, parameters), written atomically, and `replay` rebuilds a segment from its
-strokes alone to the same mask.
+A segment can also be refined with the photographs of many views (`refine`,
+engine/segment/refine.py): its positive set gains the voxels the views' 2D masks agree
+on, except what its red strokes removed; later strokes add to it and remove from it as
+before.
+
+Every stroke, refinement, reset, undo and redo is a step of an undo history (per
+segment); the session file keeps the current state of every segment (masks, centres, the
+strokes and refinements that made them, parameters), written atomically, and `replay`
+rebuilds a segment from those steps alone to the same mask.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,8 +45,9 @@ from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, probe_rays, render_segment_image
 from engine.segment.kmeans import cluster_centres
 from engine.segment.mask_edges import needs_image, visible_mask
+from engine.segment.refine import refine_voxels
 from engine.segment.region import StrokeView, select_region, stroke_centres
-from engine.segment.strokes import Stroke, parse_stroke, stroke_pixels
+from engine.segment.strokes import Refine, Stroke, parse_step, parse_stroke, stroke_pixels
 from engine.segment.voxels import VoxelDomain
 
 SESSION_FORMAT = "isrf-segmentation"
@@ -67,7 +75,7 @@ def params_with(base: SegmentConfig, overrides: dict, source: str) -> SegmentCon
 
 @dataclass(frozen=True)
 class SegmentState:
-    strokes: tuple[Stroke, ...]
+    strokes: tuple[Stroke | Refine, ...]    # the steps that made it, in order
     positive: torch.Tensor            # [M] bool
     negative: torch.Tensor            # [M] bool
     positive_centres: torch.Tensor    # [Kp, D] unit length
@@ -93,6 +101,23 @@ class StrokeResult:
 
 
 @dataclass
+class RefineResult:
+    segment: str
+    views: list[int]     # dataset views whose photographs were fitted
+    added: int           # voxels the segment gained (it never loses any)
+    mask: int            # voxels in the segment afterwards
+    seconds: float
+    label: str = "refine"
+
+
+@dataclass
+class Photographs:
+    """The dataset's photographs, for the steps that read them (refinement)."""
+    image: Callable[[int], torch.Tensor]   # view -> [H, W, 3] float in [0, 1]
+    train_views: list[int]                 # the views a refinement uses by default
+
+
+@dataclass
 class Segment:
     name: str
     params: SegmentConfig
@@ -110,8 +135,10 @@ class SegmentationSession:
     """Segments of one scene: its radiance field, feature field and dataset cameras."""
 
     def __init__(self, field: RadianceField, features: FeatureField, space: RaySpace,
-                 cameras: Cameras, defaults: SegmentConfig | None = None):
+                 cameras: Cameras, defaults: SegmentConfig | None = None,
+                 photographs: Photographs | None = None):
         self.field = field
+        self.photographs = photographs
         self.features = features
         self.space = space
         self.cameras = cameras
@@ -183,6 +210,36 @@ class SegmentationSession:
         return StrokeResult(name, stroke.label, len(view.features), region.seeds, region.rounds,
                             int(region.voxels.sum()), int(self.mask(name).sum()),
                             time.perf_counter() - started)
+
+    def refine(self, name: str, step: Refine | dict | None = None, progress: bool = False,
+               cancel: threading.Event | None = None) -> RefineResult:
+        """Refine segment `name` with the photographs of dataset views (engine/segment/
+        refine.py; `step` None: the defaults of `Refine`). Cancelling leaves it unchanged."""
+        started = time.perf_counter()
+        if step is None or isinstance(step, dict):
+            step = parse_step({"refine": step or {}}, "refine")
+        segment = self.segment(name)
+        if self.photographs is None:
+            raise IsrfError("refine: this session has no photographs (make it with the "
+                            "scene's, as Scene.segmentation does)")
+        views = step.views if step.views is not None else \
+            self.photographs.train_views[::step.view_stride]
+        missing = [v for v in views if v >= len(self.cameras)]
+        if missing:
+            raise IsrfError(f"refine: view {missing[0]} does not exist "
+                            f"(the scene has {len(self.cameras)} views)")
+        current = self.mask(name)
+        if not current.any():
+            raise IsrfError(f"refine: segment {name!r} has no voxels yet; paint a stroke first")
+        state = segment.state
+        fitted = refine_voxels(self.field, self.space, self.cameras, self.domain, current, views,
+                               self.photographs.image, segment.params, step.steps, progress,
+                               cancel)
+        fitted &= ~(state.negative & ~current)   # what red strokes removed stays out
+        step = step.model_copy(update={"views": list(views)})
+        segment.push(dataclasses.replace(state, strokes=state.strokes + (step,), positive=fitted))
+        return RefineResult(name, list(views), int((fitted & ~current).sum()),
+                            int(self.mask(name).sum()), time.perf_counter() - started)
 
     def _empty_state(self) -> SegmentState:
         return SegmentState.empty(self.domain.size, self.features.dims, self.device)
@@ -260,14 +317,15 @@ class SegmentationSession:
         segment = self.segment(name)
         segment.push(self._empty_state())
 
-    def replay(self, name: str) -> list[StrokeResult]:
-        """Rebuild a segment from its strokes alone (its history is cleared)."""
+    def replay(self, name: str) -> list[StrokeResult | RefineResult]:
+        """Rebuild a segment from its strokes and refinements alone (its history is cleared)."""
         segment = self.segment(name)
-        strokes = segment.state.strokes
+        steps = segment.state.strokes
         segment.state = self._empty_state()
         segment.undo_stack.clear()
         segment.redo_stack.clear()
-        results = [self.stroke(name, stroke) for stroke in strokes]
+        results = [self.refine(name, step) if isinstance(step, Refine) else self.stroke(name, step)
+                   for step in steps]
         segment.undo_stack.clear()
         return results
 
@@ -349,7 +407,7 @@ class SegmentationSession:
                     np.unpackbits(arrays[key], count=size).astype(bool)).to(self.device)
                 centres = lambda key: torch.from_numpy(arrays[key]).float().reshape(-1, dims).to(self.device)  # noqa: E731
                 state = SegmentState(
-                    tuple(parse_stroke(s, f"{source} stroke") for s in saved["strokes"]),
+                    tuple(parse_step(s, f"{source} stroke") for s in saved["strokes"]),
                     unpack(f"positive_{i}"), unpack(f"negative_{i}"),
                     centres(f"positive_centres_{i}"), centres(f"negative_centres_{i}"))
             except (KeyError, ValueError, RuntimeError) as error:

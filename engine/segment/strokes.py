@@ -33,6 +33,7 @@ from engine.errors import IsrfError
 
 MAX_IMAGE_SIDE = 16384
 MAX_POINTS = 100_000      # per stroke, over all polylines
+MAX_REFINE_VIEWS = 4096
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
@@ -106,6 +107,34 @@ class Stroke(_Strict):
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json", exclude_defaults=False)
+
+
+class Refine(_Strict):
+    """A history step that refines a segment's voxels with the photographs of dataset
+    views (engine/segment/refine.py). JSON: {"refine": {"views": [1, 2, 5], "steps": 60}}."""
+    views: list[Annotated[int, Field(ge=0, strict=True)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_REFINE_VIEWS)
+    """Dataset views whose photographs are fitted (null: every `view_stride`-th training
+    view; the saved step names the views it used)."""
+    view_stride: Annotated[int, Field(ge=1, le=1000, strict=True)] = 3
+    steps: Annotated[int, Field(ge=1, le=10_000, strict=True)] = 60
+    """Optimiser steps of the fit (the result changes little after about 40)."""
+
+    def to_dict(self) -> dict:
+        return {"refine": self.model_dump(mode="json")}
+
+
+def parse_step(raw, source: str = "stroke") -> "Stroke | Refine":
+    """A segment's history step: a stroke, or {"refine": {...}} (errors name the field)."""
+    if isinstance(raw, dict) and "refine" in raw:
+        if len(raw) > 1:
+            extra = sorted(set(raw) - {"refine"})
+            raise IsrfError(f"{source}: a refine step holds only 'refine' (not {', '.join(extra)})")
+        try:
+            return Refine.model_validate(raw["refine"] if raw["refine"] is not None else {})
+        except ValidationError as error:
+            raise IsrfError(describe_validation(error, f"{source}: refine")) from None
+    return parse_stroke(raw, source)
 
 
 def parse_stroke(raw, source: str = "stroke") -> Stroke:
@@ -186,11 +215,14 @@ class SegmentStrokes(_Strict):
     name: str = Field(min_length=1, max_length=64)
     params: dict[str, float | int] = Field(default_factory=dict)
     strokes: list[Stroke] = Field(min_length=1)
+    refine: Refine | None = None
+    """After the strokes, refine the segment with the photographs of many views."""
 
 
 class StrokesFile(_Strict):
     """`isrf segment --strokes FILE`: {"segments": [{"name": ..., "params": {...},
-    "strokes": [stroke, ...]}, ...]}, applied in order."""
+    "strokes": [stroke, ...], "refine": {...}}, ...]}, applied in order (`refine`
+    optional: see `Refine`)."""
     segments: list[SegmentStrokes] = Field(min_length=1)
 
 
