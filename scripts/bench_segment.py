@@ -9,6 +9,11 @@ Cases:
   checkpoint.pt; `./scripts/demo.sh` writes it): per-object IoU and accuracy, and the
   latency of each of its strokes (from the stroke's JSON to the segment's updated mask:
   rays, features, k-means, seeds, growth), p50 / p95, with the process's peak memory.
+- refine_default: the default benchmark's segments, each then refined with every third
+  training view's photograph (`SegmentationSession.refine`): seconds per object, and each
+  object's IoU before and after, as `isrf eval` scores it and from its voxels alone (no
+  2D steps: mask_edge_radius 0, mask_grabcut_band 0, threshold 0.5), the closer measure
+  of what its mesh holds.
 - mesh_default: meshing one object of the default scene at its grid (211x161x62).
 - mesh_256: meshing a 256^3 grid holding a ball of radius 0.4 of the box.
 - fern_320: the strokes of benchmarks/fern_strokes.json on fern `images_4` trained at
@@ -45,7 +50,8 @@ DEFAULT_CHECKPOINT = REPO / "runs" / "default" / "checkpoint.pt"
 BENCHMARK = REPO / "benchmarks" / "default.json"
 FERN_CHECKPOINT = REPO / "runs" / "fern_320" / "checkpoint.pt"
 FERN_STROKES = REPO / "benchmarks" / "fern_strokes.json"
-CASES = ["default_scene", "mesh_default", "mesh_256", "fern_320"]
+CASES = ["default_scene", "refine_default", "mesh_default", "mesh_256", "fern_320"]
+VOXELS_ALONE = {"mask_edge_radius": 0, "mask_grabcut_band": 0, "mask_opacity": 0.5}
 REPEATS = 5
 
 
@@ -103,6 +109,43 @@ def case_default_scene(device, checkpoint: Path) -> dict:
             "objects": {o["name"]: [round(100 * o["iou"], 1), round(100 * o["accuracy"], 2)]
                         for o in results["objects"]},
             **_peak_mb(device)}
+
+
+def case_refine_default(device, checkpoint: Path) -> dict:
+    import dataclasses
+
+    import numpy as np
+
+    from engine.segment import benchmark as bench
+
+    scene, session, _ = _open_session(device, checkpoint)
+    spec = bench.load_benchmark(BENCHMARK)
+    scene_dir = (BENCHMARK.parent / spec.scene).resolve()
+    bench.run_benchmark(scene, spec, BENCHMARK.parent, progress=False)
+
+    def iou(item, **params) -> float:
+        segment = session.segment(item.name)
+        kept, segment.params = segment.params, dataclasses.replace(segment.params, **params)
+        rows = bench.score_targets(scene, item, scene_dir)
+        segment.params = kept
+        return round(100 * float(np.mean([r["iou"] for r in rows])), 1)
+
+    objects, seconds = {}, []
+    for item in spec.objects:
+        before = [iou(item), iou(item, **VOXELS_ALONE)]
+        result = session.refine(item.name)
+        _sync(device)
+        seconds.append(result.seconds)
+        objects[item.name] = {"eval": [before[0], iou(item)],
+                              "voxels_alone": [before[1], iou(item, **VOXELS_ALONE)],
+                              "added": result.added, "seconds": round(result.seconds, 1),
+                              "views": len(result.views)}
+    means = {key: [round(float(np.mean([o[key][i] for o in objects.values()])), 1)
+                   for i in (0, 1)] for key in ("eval", "voxels_alone")}
+    return {"grid": "x".join(map(str, scene.field.resolution)), "objects": objects,
+            "mean_eval": means["eval"], "mean_voxels_alone": means["voxels_alone"],
+            "refine_p50_s": round(float(np.percentile(seconds, 50)), 1),
+            "refine_max_s": round(max(seconds), 1), **_peak_mb(device)}
 
 
 def case_fern_320(device, checkpoint: Path) -> dict:
@@ -190,6 +233,10 @@ def markdown(rows: list[dict]) -> str:
                 result += f"; domain {r['domain_mb']} MB, fields {r['fields_mb']} MB"
             if "stroke_peak_heap_mb" in r:
                 result += f", a stroke's peak above them {r['stroke_peak_heap_mb']} MB"
+        elif r["case"] == "refine_default":
+            result = (f"mean IoU {r['mean_eval'][0]} -> {r['mean_eval'][1]}, voxels alone "
+                      f"{r['mean_voxels_alone'][0]} -> {r['mean_voxels_alone'][1]}; "
+                      f"{r['refine_p50_s']} s per object (p50), {r['refine_max_s']} s at most")
         else:
             result = f"{r['seconds']} s, {r['faces']} faces"
         memory = f"{r['peak_rss_mb']} MB RSS" + (f", {r['peak_gpu_mb']} MB GPU" if "peak_gpu_mb" in r else "")
@@ -198,6 +245,13 @@ def markdown(rows: list[dict]) -> str:
     if objects:
         lines += ["", "| object | IoU | accuracy |", "|---|---|---|"]
         lines += [f"| {name} | {iou} | {acc} |" for name, (iou, acc) in objects.items()]
+    refined = next((r["objects"] for r in rows if r["case"] == "refine_default"), None)
+    if refined:
+        lines += ["", "| object (refined) | IoU | IoU, voxels alone | voxels added | seconds |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {name} | {o['eval'][0]} -> {o['eval'][1]} | {o['voxels_alone'][0]} -> "
+                  f"{o['voxels_alone'][1]} | {o['added']} | {o['seconds']} |"
+                  for name, o in refined.items()]
     return "\n".join(lines) + "\n"
 
 
