@@ -38,41 +38,29 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from engine.errors import IsrfError  # noqa: E402
-from engine.field.renderer import ray_weights, render_segment_image, sample_rays  # noqa: E402
+from engine.field.renderer import render_segment_image  # noqa: E402
 from engine.scene import Scene  # noqa: E402
 from engine.segment.auto_scribbles import instance_masks  # noqa: E402
 from engine.segment.benchmark import load_benchmark, read_png, scores  # noqa: E402
 from engine.segment.mask_edges import visible_mask  # noqa: E402
+from engine.segment.refine import domain_samples, heavy_samples  # noqa: E402
 
-MIN_WEIGHT = 1e-3   # samples below this rendering weight do not change a label
 STEPS = 150         # Adam steps on the label logits: the loss is flat after ~50
 LEARNING_RATE = 0.5
-
-
-def view_samples(scene: Scene, view: int, row_of: torch.Tensor):
-    """Samples of every pixel ray of `view` that lie in domain voxels:
-    domain rows [K], weights [K], pixel index [K]."""
-    field, session = scene.field, scene.segmentation
-    origins, dirs = session.cameras.image_rays(view)
-    samples = sample_rays(field, session.space, origins, dirs, jitter=False)
-    weights, _ = ray_weights(field, samples)
-    voxel = field.nearest_voxel(samples.points)     # the voxel a segment's mask looks up
-    rows = row_of[voxel[:, 0], voxel[:, 1], voxel[:, 2]]
-    keep = (weights > MIN_WEIGHT) & (rows >= 0)
-    return rows[keep], weights[keep], samples.ray_index[keep]
 
 
 def best_labels(scene: Scene, masks: list[np.ndarray], classes: int,
                 progress: bool = True) -> torch.Tensor:
     """Domain rows [M] -> instance id (0: background) fitted to the masks [H, W] of
     every view (masks[i] is view i's)."""
-    domain = scene.segmentation.domain
-    row_of = domain.index.long()
+    session = scene.segmentation
+    domain = session.domain
     rows, weights, pixels, truth = [], [], [], []
     offset = 0
     with torch.no_grad():
         for view, mask in enumerate(tqdm(masks, desc="rays", disable=not progress, unit="view")):
-            r, w, p = view_samples(scene, view, row_of)
+            r, w, p = heavy_samples(domain_samples(scene.field, session.space, session.cameras,
+                                                   view, domain))
             rows.append(r), weights.append(w), pixels.append(p + offset)
             truth.append(torch.from_numpy(mask.astype(np.int64).reshape(-1)).to(w.device))
             offset += mask.size

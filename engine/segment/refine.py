@@ -77,13 +77,13 @@ def view_mask(field: RadianceField, space: RaySpace, cameras: Cameras, view: int
     samples that `view_evidence` reads). The mask is made as
     `SegmentationSession.mask_image` makes it, from the segment's visible share, here
     summed from the samples this module needs anyway rather than rendered."""
-    rows, weights, pixel = _samples(field, space, cameras, view, domain)
+    rows, weights, pixel = domain_samples(field, space, cameras, view, domain)
     share = torch.zeros(cameras.height * cameras.width, device=domain.device)
     share = share.index_add(0, pixel, weights * current[rows]).reshape(cameras.height, cameras.width)
     mask = visible_mask(share, image, params)
     near = ndimage.binary_dilation(mask | (share > NEAR_SHARE).cpu().numpy(),
                                    iterations=NEAR_PIXELS)
-    rows, weights, pixel = _heavy((rows, weights, pixel))
+    rows, weights, pixel = heavy_samples((rows, weights, pixel))
     near_rows = rows[torch.from_numpy(near.reshape(-1)).to(domain.device)[pixel]].unique()
     return mask, near_rows, (rows, weights, pixel)
 
@@ -95,7 +95,7 @@ def view_evidence(field: RadianceField, space: RaySpace, cameras: Cameras, view:
     cross a `free` [M] bool voxel (at most MAX_PIXELS_PER_VIEW of them). samples: the
     view's heavier than MIN_WEIGHT, when `view_mask` kept them (else sampled again)."""
     if samples is None:
-        samples = _heavy(_samples(field, space, cameras, view, domain))
+        samples = heavy_samples(domain_samples(field, space, cameras, view, domain))
     rows, weights, ray = samples
     crosses = torch.zeros(mask.size, dtype=torch.bool, device=domain.device)
     crosses[ray[free[rows]]] = True
@@ -110,14 +110,15 @@ def view_evidence(field: RadianceField, space: RaySpace, cameras: Cameras, view:
     return ViewEvidence(rows[chosen], weights[chosen], number[ray[chosen]], target)
 
 
-def _heavy(samples: Samples) -> Samples:
-    """The samples heavier than MIN_WEIGHT: lighter ones do not move a voxel."""
+def heavy_samples(samples: Samples) -> Samples:
+    """The samples heavier than MIN_WEIGHT: lighter ones do not move a voxel (or a label:
+    scripts/bench_label_ceiling.py)."""
     keep = samples[1] > MIN_WEIGHT
     return tuple(part[keep] for part in samples)
 
 
 @torch.no_grad()
-def _samples(field: RadianceField, space: RaySpace, cameras: Cameras, view: int,
+def domain_samples(field: RadianceField, space: RaySpace, cameras: Cameras, view: int,
              domain: VoxelDomain) -> Samples:
     """The samples in domain voxels along every pixel's ray of view `view`: rows [K],
     weights [K], pixel (row-major) [K]."""
