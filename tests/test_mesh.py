@@ -101,6 +101,23 @@ def test_a_mask_cuts_the_mesh_and_closes_it():
         extract_mesh(field, BOUNDED, torch.eye(4), _scene_config(), torch.zeros_like(voxels))
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_mesh_matches_the_cpu_mesh():
+    on_cpu = extract_mesh(_sphere_field(), BOUNDED, torch.eye(4), _scene_config())
+    field = _sphere_field().cuda()
+    on_gpu = extract_mesh(field, BOUNDED, torch.eye(4), _scene_config())
+    assert abs(len(on_gpu.faces) - len(on_cpu.faces)) <= 0.001 * len(on_cpu.faces)
+    assert abs(on_gpu.volume - on_cpu.volume) < 1e-3 * on_cpu.volume
+    # colours: the CPU field's, looked up at the GPU mesh's vertices
+    points = torch.from_numpy(np.array(on_gpu.vertices)).float()
+    normals = torch.from_numpy(np.array(on_gpu.vertex_normals)).float()
+    with torch.no_grad():
+        expected = _sphere_field().rgb(points, torch.nn.functional.normalize(-normals, dim=-1))
+    colours = np.asarray(on_gpu.visual.vertex_colors)[:, :3].astype(float) / 255
+    assert np.abs(colours - expected.numpy()).max() <= 1.5 / 255
+
+
 def test_largest_component_and_face_budget():
     field = _sphere_field(extra_ball=((-0.7, 0.7, 0.7), 0.15))
     both = extract_mesh(field, BOUNDED, torch.eye(4), _scene_config(largest_component=False))

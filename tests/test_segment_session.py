@@ -205,11 +205,17 @@ def test_bad_requests_are_refused(scene, trained):
     assert "a" not in session.segments
 
 
-def test_masked_renders_are_exactly_empty_outside_the_segment(scene, trained):
+ON_CUDA = pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device")])
+
+
+@pytest.mark.parametrize("device", ["cpu", ON_CUDA])
+def test_masked_renders_are_exactly_empty_outside_the_segment(trained, device):
+    scene = Scene.from_checkpoint(trained[0], device)
     session = scene.segmentation
     session.stroke("red", _positive(trained[1], 1))
     view = scene.data.test_ids[1]
-    rendered = session.render("red", session.cameras, view)
+    rendered = {key: value.cpu() for key, value in session.render("red", session.cameras, view).items()}
     truth = np.asarray(Image.open(scene.data.source / "masks" / f"r_{view:03d}.png"))
     from scipy import ndimage
     far = ~ndimage.binary_dilation(truth == 1, iterations=3)
