@@ -8,12 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from engine.config import DataConfig
 from engine.data import load_scene
 from engine.errors import IsrfError
 from engine.segment.auto_scribbles import corrective_stroke
 from engine.segment.grow import bilateral_grow, bilateral_scores, propagate
+from engine.segment.kmeans import cluster_centres
 from engine.segment.strokes import (Stroke, load_strokes_file, mask_to_polylines,
                                     parse_stroke, rasterize, stroke_pixels)
 from engine.segment.voxels import NEIGHBOUR_OFFSETS, VoxelDomain
@@ -279,3 +281,17 @@ def test_bilateral_scores_match_a_voxel_by_voxel_reference():
             num += w * float(region[other])
             den += w
         assert float(fast[row]) == pytest.approx(num / den if den else 0.0, abs=2e-3)
+
+
+def test_stroke_centres_find_the_clusters_or_keep_the_few_distinct_pixels():
+    generator = torch.Generator().manual_seed(0)
+    blobs = F.normalize(torch.randn(3, 16, generator=generator), dim=-1)
+    # 20k pixels around 3 features: faiss samples 256 per centre; every blob gets a centre
+    pixels = blobs.repeat_interleave(7000, 0)[:20000] + 0.01 * torch.randn(20000, 16, generator=generator)
+    centres = cluster_centres(pixels, 3)
+    assert centres.shape == (3, 16)
+    assert (torch.cdist(blobs, centres).amin(1) < 0.05).all()
+    assert torch.equal(centres, cluster_centres(pixels, 3))          # replays give the same
+    # no more distinct pixels than k (the first rows repeat): they are the centres
+    few = torch.cat([blobs.repeat(30, 1), blobs[:1]])
+    assert torch.equal(cluster_centres(few, 11), torch.from_numpy(np.unique(few.numpy(), axis=0)))

@@ -8,6 +8,10 @@ import torch
 
 ITERATIONS = 20
 SEED = 1234  # fixed: replaying a session's strokes gives the same centres
+POINTS_PER_CENTRE = 256
+"""faiss trains on at most this many points per centre, sampled with SEED (its default):
+an 18k-pixel stroke clusters in 7 ms instead of 46 ms (2 CPU cores), which matters for
+a GPU's stroke budget of tens of milliseconds."""
 
 
 def cluster_centres(features: torch.Tensor, k: int) -> torch.Tensor:
@@ -15,10 +19,17 @@ def cluster_centres(features: torch.Tensor, k: int) -> torch.Tensor:
 
     With no more than k distinct pixels, the pixels themselves are the centres."""
     points = np.ascontiguousarray(features.detach().float().cpu().numpy())
-    unique = np.unique(points, axis=0)
-    if len(unique) <= k:
-        return torch.from_numpy(unique).to(features.device)
+    if not _more_distinct_rows_than(points, k):
+        return torch.from_numpy(np.unique(points, axis=0)).to(features.device)
     kmeans = faiss.Kmeans(points.shape[1], k, niter=ITERATIONS, seed=SEED,
-                          min_points_per_centroid=1, max_points_per_centroid=1 << 20)
+                          min_points_per_centroid=1, max_points_per_centroid=POINTS_PER_CENTRE)
     kmeans.train(points)
     return torch.from_numpy(kmeans.centroids.copy()).to(features.device)
+
+
+def _more_distinct_rows_than(points: np.ndarray, k: int) -> bool:
+    """Whether points [P, D] hold more than k distinct rows. The first few rows nearly
+    always settle it; sorting all of an 18k-pixel stroke's rows takes 40 ms."""
+    if len(np.unique(points[:4 * (k + 1)], axis=0)) > k:
+        return True
+    return len(np.unique(points, axis=0)) > k
