@@ -19,17 +19,20 @@ def cluster_centres(features: torch.Tensor, k: int) -> torch.Tensor:
 
     With no more than k distinct pixels, the pixels themselves are the centres."""
     points = np.ascontiguousarray(features.detach().float().cpu().numpy())
-    if not _more_distinct_rows_than(points, k):
-        return torch.from_numpy(np.unique(points, axis=0)).to(features.device)
+    few = _distinct_rows_if_at_most(points, k)
+    if few is not None:
+        return torch.from_numpy(few).to(features.device)
     kmeans = faiss.Kmeans(points.shape[1], k, niter=ITERATIONS, seed=SEED,
                           min_points_per_centroid=1, max_points_per_centroid=POINTS_PER_CENTRE)
     kmeans.train(points)
     return torch.from_numpy(kmeans.centroids.copy()).to(features.device)
 
 
-def _more_distinct_rows_than(points: np.ndarray, k: int) -> bool:
-    """Whether points [P, D] hold more than k distinct rows. The first few rows nearly
-    always settle it; sorting all of an 18k-pixel stroke's rows takes 40 ms."""
+def _distinct_rows_if_at_most(points: np.ndarray, k: int) -> np.ndarray | None:
+    """The distinct rows of points [P, D] when there are at most k of them, else None.
+    The first few rows nearly always settle it; sorting all of an 18k-pixel stroke's
+    rows takes 40 ms."""
     if len(np.unique(points[:4 * (k + 1)], axis=0)) > k:
-        return True
-    return len(np.unique(points, axis=0)) > k
+        return None
+    distinct = np.unique(points, axis=0)
+    return distinct if len(distinct) <= k else None
