@@ -121,7 +121,8 @@ def case_refine_default(device, checkpoint: Path) -> dict:
     scene, session, _ = _open_session(device, checkpoint)
     spec = bench.load_benchmark(BENCHMARK)
     scene_dir = (BENCHMARK.parent / spec.scene).resolve()
-    bench.run_benchmark(scene, spec, BENCHMARK.parent, progress=False)
+    results = bench.run_benchmark(scene, spec, BENCHMARK.parent, progress=False)
+    scored = {o["name"]: round(100 * o["iou"], 1) for o in results["objects"]}  # isrf eval's
 
     def iou(item, **params) -> float:
         segment = session.segment(item.name)
@@ -132,7 +133,7 @@ def case_refine_default(device, checkpoint: Path) -> dict:
 
     objects, seconds = {}, []
     for item in spec.objects:
-        before = [iou(item), iou(item, **VOXELS_ALONE)]
+        before = [scored[item.name], iou(item, **VOXELS_ALONE)]
         result = session.refine(item.name)
         _sync(device)
         seconds.append(result.seconds)
