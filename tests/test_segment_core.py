@@ -227,6 +227,49 @@ def test_propagation_reaches_the_cube_of_its_round_count():
         assert torch.equal(reached, _rows(domain, expected))
 
 
+JOIN = 0.25
+
+
+@pytest.mark.parametrize("masked_frontier", [False, True], ids=["cpu-frontier", "gpu-frontier"])
+def test_growth_matches_a_voxel_by_voxel_reference(monkeypatch, masked_frontier):
+    """Round by round, every free voxel next to the region is voted on (whichever way the
+    frontier is kept: the GPU's way is run here on the CPU), on noisy features where many
+    votes fail and pass only after more neighbours joined."""
+    monkeypatch.setattr("engine.segment.grow.masks_frontier", lambda device: masked_frontier)
+    rng = np.random.default_rng(5)
+    occupied = rng.random((14, 12, 10)) < 0.8
+    features = np.zeros((14, 12, 10, 3), np.float32)
+    features[..., 0] = 1
+    features[7:, ..., 0], features[7:, ..., 1] = 0, 1                # a feature edge at x = 7
+    features += 0.2 * rng.normal(size=features.shape).astype(np.float32)
+    domain = _domain(occupied, features)
+    block = np.zeros(occupied.shape, bool)
+    block[2:5, 4:7, 3:6] = True
+    seeds = _rows(domain, block)
+    allowed = torch.from_numpy(rng.random(domain.size) < 0.9) | seeds
+    grown, rounds = bilateral_grow(domain, seeds, allowed, 0.5, 1.5, join=JOIN, max_rounds=50)
+
+    # the reference votes on dense masks: the free neighbours of what just joined
+    region, just_joined, expected_rounds = seeds.clone(), seeds.clone(), 0
+    nearby = domain.neighbours(torch.arange(domain.size))
+    while just_joined.any() and expected_rounds < 50:
+        touching = (just_joined[nearby.clamp_min(0)] & (nearby >= 0)).any(1)
+        candidates = torch.nonzero(touching & allowed & ~region)[:, 0]
+        if len(candidates) == 0:
+            break
+        joined = candidates[bilateral_scores(domain, candidates, region, 0.5, 1.5) > JOIN]
+        region[joined] = True
+        just_joined = torch.zeros_like(region)
+        just_joined[joined] = True
+        expected_rounds += 1
+    assert torch.equal(grown, region) and rounds == expected_rounds
+    first_half = allowed & (domain.coords[:, 0] < 7)
+    assert torch.equal(grown, first_half) and rounds > 10   # grew over its half, stopped at the edge
+    # propagation, the same way: the 26-connected allowed voxels reachable from the seeds
+    reached, _ = bilateral_grow(domain, seeds, allowed, 0.5, 1.5, join=0.0, max_rounds=10**6)
+    assert torch.equal(propagate(domain, seeds, allowed), reached)
+
+
 def test_neighbours_and_lookups_match_the_grid_including_its_faces():
     """Voxels on the grid's faces have neighbours outside it: those must read as empty."""
     rng = np.random.default_rng(3)
