@@ -16,6 +16,10 @@ Cases:
   of what its mesh holds.
 - mesh_default: meshing one object of the default scene at its grid (211x161x62).
 - mesh_256: meshing a 256^3 grid holding a ball of radius 0.4 of the box.
+- growth_rounds: region growth on made-up grids, for what bounds it on a GPU: a
+  one-voxel-wide line of 1000 voxels (one voxel joins a round, so a round's time is all
+  fixed costs: operations dispatched, kernel launches, waits for the device), and a ball
+  of radius 100 voxels in a 320^3 grid (4.2M voxels, fronts of up to about 250k voxels).
 - fern_320: the strokes of benchmarks/fern_strokes.json on fern `images_4` trained at
   320^3 (the issue's GPU setting), each replayed REPEATS times: stroke latency p50 / p95,
   the bytes the segmentation domain holds and those of the fields, and the peak memory
@@ -50,7 +54,9 @@ DEFAULT_CHECKPOINT = REPO / "runs" / "default" / "checkpoint.pt"
 BENCHMARK = REPO / "benchmarks" / "default.json"
 FERN_CHECKPOINT = REPO / "runs" / "fern_320" / "checkpoint.pt"
 FERN_STROKES = REPO / "benchmarks" / "fern_strokes.json"
-CASES = ["default_scene", "refine_default", "mesh_default", "mesh_256", "fern_320"]
+CASES = ["default_scene", "refine_default", "mesh_default", "mesh_256", "growth_rounds",
+         "fern_320"]
+NEEDS_NO_CHECKPOINT = ("mesh_256", "growth_rounds")
 VOXELS_ALONE = {"mask_edge_radius": 0, "mask_grabcut_band": 0, "mask_opacity": 0.5}
 REPEATS = 5
 
@@ -222,6 +228,62 @@ def case_mesh_256(device, checkpoint: Path) -> dict:
             "vertices": len(mesh.vertices), "faces": len(mesh.faces), **_peak_mb(device)}
 
 
+def case_growth_rounds(device, checkpoint: Path) -> dict:
+    import torch
+
+    from engine.config import SegmentConfig
+    from engine.segment.grow import bilateral_grow, propagate
+    from engine.segment.voxels import VoxelDomain, feature_dtype
+
+    torch.set_grad_enabled(False)
+    params = SegmentConfig()
+
+    def domain_of(occupied: torch.Tensor) -> VoxelDomain:
+        coords = torch.nonzero(occupied)
+        features = torch.zeros(len(coords), 4, device=device, dtype=feature_dtype(device))
+        features[:, 0] = 1                            # all alike: growth fills the shape
+        domain = VoxelDomain.create(coords, list(occupied.shape), features)
+        domain.neighbour_similarity()                 # made once per session, not timed
+        return domain
+
+    def fastest(run, repeats: int = 3) -> tuple[float, object]:
+        timings = []
+        for _ in range(repeats):
+            _sync(device)
+            started = time.perf_counter()
+            result = run()
+            _sync(device)
+            timings.append(time.perf_counter() - started)
+        return min(timings), result
+
+    def grow_and_propagate(domain: VoxelDomain, seeds: torch.Tensor) -> dict:
+        everywhere = torch.ones_like(seeds)
+        grow_s, (grown, rounds) = fastest(lambda: bilateral_grow(
+            domain, seeds, everywhere, params.sigma_f, params.sigma_d, params.join, 10**6))
+        propagate_s, reached = fastest(lambda: propagate(domain, seeds, everywhere))
+        if not (grown.all() and reached.all()):
+            raise RuntimeError("growth_rounds: the region did not fill its shape")
+        return {"grow_s": grow_s, "rounds": rounds, "propagate_s": propagate_s}
+
+    line = torch.zeros(1000, 3, 3, dtype=torch.bool, device=device)
+    line[:, 1, 1] = True
+    seed = torch.zeros(1000, dtype=torch.bool, device=device)
+    seed[0] = True
+    thin = grow_and_propagate(domain_of(line), seed)
+
+    axis = torch.arange(320, device=device, dtype=torch.float32) - 159.5
+    ball = (axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2) <= 100 ** 2
+    domain = domain_of(ball)
+    centre = (domain.coords.float() - 159.5).norm(dim=1) < 2
+    thick = grow_and_propagate(domain, centre)
+    return {"grid": "1000x3x3, 320^3",
+            "line_grow_us_per_round": round(1e6 * thin["grow_s"] / thin["rounds"]),
+            "line_propagate_us_per_round": round(1e6 * thin["propagate_s"] / 999),
+            "ball_voxels": domain.size, "ball_rounds": thick["rounds"],
+            "ball_grow_s": round(thick["grow_s"], 3),
+            "ball_propagate_s": round(thick["propagate_s"], 3), **_peak_mb(device)}
+
+
 def markdown(rows: list[dict]) -> str:
     lines = ["| case | device | grid | result | peak memory |", "|---|---|---|---|---|"]
     for r in rows:
@@ -238,6 +300,11 @@ def markdown(rows: list[dict]) -> str:
             result = (f"mean IoU {r['mean_eval'][0]} -> {r['mean_eval'][1]}, voxels alone "
                       f"{r['mean_voxels_alone'][0]} -> {r['mean_voxels_alone'][1]}; "
                       f"{r['refine_p50_s']} s per object (p50), {r['refine_max_s']} s at most")
+        elif r["case"] == "growth_rounds":
+            result = (f"a round's fixed cost {r['line_grow_us_per_round']} us growing, "
+                      f"{r['line_propagate_us_per_round']} us propagating; a ball of "
+                      f"{r['ball_voxels']} voxels grown in {r['ball_grow_s']} s "
+                      f"({r['ball_rounds']} rounds), propagated in {r['ball_propagate_s']} s")
         else:
             result = f"{r['seconds']} s, {r['faces']} faces"
         memory = f"{r['peak_rss_mb']} MB RSS" + (f", {r['peak_gpu_mb']} MB GPU" if "peak_gpu_mb" in r else "")
@@ -282,7 +349,7 @@ def main() -> None:
     rows, failed = [], []
     for name in args.case or CASES:
         checkpoint = args.fern_checkpoint if name == "fern_320" else args.checkpoint
-        if name != "mesh_256" and not checkpoint.is_file():
+        if name not in NEEDS_NO_CHECKPOINT and not checkpoint.is_file():
             how = "see this script's docstring" if name == "fern_320" else "run ./scripts/demo.sh"
             print(f"{name}: skipped, {checkpoint} is missing ({how})")
             continue

@@ -8,8 +8,8 @@
 # 1. install the carried wheels, restore fern's PNGs, import every engine module;
 # 2. train fern images_4 at 320^3 on the GPU (a short schedule: TRAIN_STEPS colour steps,
 #    DISTILL_STEPS feature steps), the checkpoint the fern_320 case needs;
-# 3. scripts/bench_segment.py --device cuda: fern_320 (stroke latency, GPU peak memory)
-#    and mesh_256;
+# 3. scripts/bench_segment.py --device cuda: growth_rounds (a growth round's fixed cost),
+#    fern_320 (stroke latency, GPU peak memory) and mesh_256;
 # 4. the CUDA tests (pytest -m cuda) in the time left.
 # Writes to $OUT (what the device tool brings back; ./gpu_out elsewhere): summary.txt,
 # one log per step, segment_cuda.{json,md} (scripts/bench_segment.py's results).
@@ -84,8 +84,8 @@ step train "$TRAIN_SECONDS" "$PYTHON" -m engine.cli train --config configs/fern_
     $EXTRA_TRAIN_ARGS
 tr '\r' '\n' < "$out/train.log" | grep -v '^ *$' | tail -n 4 >> "$out/summary.txt"   # tqdm: \r lines
 
-step bench 150 "$PYTHON" scripts/bench_segment.py --device "$DEVICE" --case fern_320 \
-    --case mesh_256 --results "$out"
+step bench 150 "$PYTHON" scripts/bench_segment.py --device "$DEVICE" --case growth_rounds \
+    --case fern_320 --case mesh_256 --results "$out"
 
 step cuda_tests 600 "$PYTHON" -m pytest -m cuda -q -p no:cacheprovider tests
 tail -n 3 "$out/cuda_tests.log" >> "$out/summary.txt"

@@ -230,23 +230,33 @@ def test_propagation_reaches_the_cube_of_its_round_count():
 JOIN = 0.25
 
 
-@pytest.mark.parametrize("masked_frontier", [False, True], ids=["cpu-frontier", "gpu-frontier"])
-def test_growth_matches_a_voxel_by_voxel_reference(monkeypatch, masked_frontier):
-    """Round by round, every free voxel next to the region is voted on (whichever way the
-    frontier is kept: the GPU's way is run here on the CPU), on noisy features where many
-    votes fail and pass only after more neighbours joined."""
-    monkeypatch.setattr("engine.segment.grow.masks_frontier", lambda device: masked_frontier)
+def _noisy_halves(device: str = "cpu"):
+    """A 14 x 12 x 10 grid, 80% occupied, of noisy features with an edge at x = 7, where
+    many votes fail and pass only after more neighbours joined -> (domain, seeds [M],
+    allowed [M]: 90% of the voxels)."""
     rng = np.random.default_rng(5)
     occupied = rng.random((14, 12, 10)) < 0.8
     features = np.zeros((14, 12, 10, 3), np.float32)
     features[..., 0] = 1
-    features[7:, ..., 0], features[7:, ..., 1] = 0, 1                # a feature edge at x = 7
+    features[7:, ..., 0], features[7:, ..., 1] = 0, 1
     features += 0.2 * rng.normal(size=features.shape).astype(np.float32)
     domain = _domain(occupied, features)
     block = np.zeros(occupied.shape, bool)
     block[2:5, 4:7, 3:6] = True
     seeds = _rows(domain, block)
     allowed = torch.from_numpy(rng.random(domain.size) < 0.9) | seeds
+    if device != "cpu":
+        domain = VoxelDomain.create(domain.coords.to(device), domain.resolution,
+                                    domain.features.to(device))
+    return domain, seeds.to(device), allowed.to(device)
+
+
+@pytest.mark.parametrize("masked_frontier", [False, True], ids=["cpu-frontier", "gpu-frontier"])
+def test_growth_matches_a_voxel_by_voxel_reference(monkeypatch, masked_frontier):
+    """Round by round, the free neighbours of what just joined are voted on, whichever
+    way the frontier is kept (the GPU's way is run here on the CPU)."""
+    monkeypatch.setattr("engine.segment.grow.masks_frontier", lambda device: masked_frontier)
+    domain, seeds, allowed = _noisy_halves()
     grown, rounds = bilateral_grow(domain, seeds, allowed, 0.5, 1.5, join=JOIN, max_rounds=50)
 
     # the reference votes on dense masks: the free neighbours of what just joined
@@ -268,6 +278,20 @@ def test_growth_matches_a_voxel_by_voxel_reference(monkeypatch, masked_frontier)
     # propagation, the same way: the 26-connected allowed voxels reachable from the seeds
     reached, _ = bilateral_grow(domain, seeds, allowed, 0.5, 1.5, join=0.0, max_rounds=10**6)
     assert torch.equal(propagate(domain, seeds, allowed), reached)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_growth_and_propagation_match_the_cpu():
+    """The GPU's way (masked frontier, -1 wrapping to the spare slot) on a GPU."""
+    results = {}
+    for device in ("cpu", "cuda"):
+        domain, seeds, allowed = _noisy_halves(device)
+        grown, rounds = bilateral_grow(domain, seeds, allowed, 0.5, 1.5, JOIN, max_rounds=50)
+        results[device] = (grown.cpu(), rounds, propagate(domain, seeds, allowed, 3).cpu())
+    assert torch.equal(results["cpu"][0], results["cuda"][0])
+    assert results["cpu"][1] == results["cuda"][1]
+    assert torch.equal(results["cpu"][2], results["cuda"][2])
 
 
 def test_neighbours_and_lookups_match_the_grid_including_its_faces():
@@ -297,7 +321,7 @@ def test_neighbour_similarity_is_each_neighbours_dot_product(monkeypatch):
     found = domain.neighbours(torch.arange(domain.size))
     unit = domain.features.float()
     expected = torch.where(found >= 0, (unit[:, None] * unit[found.clamp_min(0)]).sum(-1),
-                           torch.zeros(()))
+                           torch.tensor(float("-inf")))
     assert table.shape == (domain.size, 26)
     assert torch.allclose(table.float(), expected, atol=1e-6)
     assert domain.neighbour_similarity() is table     # computed once

@@ -5,11 +5,17 @@ voxels that joined in the previous round, so the total work is proportional to t
 region's size times 26, not to the grid's size times the number of rounds. All steps are
 tensor operations over the whole frontier (no Python loop over voxels).
 
-A stroke runs a few hundred rounds, so on a GPU a round's cost is mostly the times it
-waits for the device (every tensor whose size depends on the data), not its arithmetic.
-A round waits once: the neighbours are de-duplicated by a scatter (one writer wins each
-voxel) instead of a sort, and on a GPU the voxels that failed their vote stay in the
-frontier, masked out, instead of being dropped by a second data-sized selection.
+A stroke runs a few hundred rounds of small tensors, so a round's cost is mostly fixed
+costs, not arithmetic: the tensor operations it issues (each a few microseconds to
+dispatch, and a kernel launch on a GPU) and the times it waits for a GPU (every tensor
+whose size depends on the data). So a round issues about 25 operations and waits once:
+- masks carry one spare slot at the end, which index -1 ("no voxel" in the neighbour
+  table) reaches by wrapping around: no bounds checks or remapping;
+- neighbours are de-duplicated by a scatter (one writer wins each voxel), not a sort;
+- the neighbours found to vote on candidates are kept as the next round's frontier;
+- on a GPU the candidates that failed their vote stay in that frontier, masked out,
+  instead of being dropped by a second data-sized selection (`masks_frontier`).
+`scripts/bench_segment.py --case growth_rounds` measures a round's fixed cost.
 """
 
 from __future__ import annotations
@@ -18,114 +24,132 @@ import torch
 
 from engine.segment.voxels import NEIGHBOUR_L1, VoxelDomain
 
-FRONTIER_CHUNK = 1 << 16   # candidates scored at once: a few [chunk, 26] arrays in memory
+VOTE_CHUNK = 1 << 18   # candidates voted on at once: a few [chunk, 26] arrays in memory
 
 
 def masks_frontier(device: torch.device) -> bool:
-    """Whether a round keeps the voxels that failed their vote in the next frontier,
-    masked out: on a GPU that saves a wait; on a CPU, where selecting costs no wait, a
-    smaller frontier is cheaper."""
+    """Whether the voxels that failed their vote stay in the next frontier, masked out:
+    on a GPU that saves a wait; on a CPU, where selecting costs no wait, a smaller
+    frontier is cheaper."""
     return device.type == "cuda"
 
 
-class _Frontier:
-    """The voxels whose neighbours a round looks at, and the scratch to find those.
+def _neighbours(domain: VoxelDomain, rows: torch.Tensor) -> torch.Tensor:
+    """[C] rows -> [C, 26] int64 rows of their neighbours (-1: empty). Indexing with int32
+    would convert the indices on every use."""
+    return domain.neighbours(rows).long()
 
-    rows [F] (int64) with live [F] bool (None: all live): masked-out rows are skipped
-    without the device-to-host wait that dropping them would cost."""
 
-    def __init__(self, domain: VoxelDomain, region: torch.Tensor, allowed: torch.Tensor):
-        size = domain.size
-        self.domain = domain
-        # One spare slot at the end stands for "no voxel" (-1): gathers and scatters
-        # need no bounds check, and the spare is never free to join.
-        self.free = torch.cat([allowed & ~region, allowed.new_zeros(1)])       # [M + 1]
-        self.owner = torch.empty(size + 1, dtype=torch.int64, device=domain.device)
-        self.rows = torch.nonzero(region)[:, 0]
-        self.live: torch.Tensor | None = None
+def _with_spare(mask: torch.Tensor) -> torch.Tensor:
+    """[M] bool -> [M + 1]: a spare False slot at the end, where index -1 lands."""
+    return torch.cat([mask, mask.new_zeros(1)])
 
-    def __len__(self) -> int:
-        return len(self.rows)
 
-    def candidates(self) -> torch.Tensor:
-        """Rows [C] (distinct, in no particular order) next to the live frontier that are
-        still free; they stop being free (the caller decides whether they join)."""
-        nearby = self.domain.neighbours(self.rows).long()                      # [F, 26]
-        if self.live is not None:
-            nearby = torch.where(self.live[:, None], nearby, -1)
-        nearby = nearby.reshape(-1)
-        nearby = torch.where(nearby >= 0, nearby, self.domain.size)           # -1 -> spare
-        # De-duplicate without sorting: every copy of a voxel writes its position, one
-        # write wins, and only the winning position keeps the voxel.
-        position = torch.arange(len(nearby), device=nearby.device)
-        self.owner[nearby] = position
-        keep = (self.owner[nearby] == position) & self.free[nearby]
-        chosen = nearby[keep]                                                  # the one wait
-        self.free[chosen] = False
-        return chosen
+def _distinct_free(nearby: torch.Tensor, free: torch.Tensor, owner: torch.Tensor
+                   ) -> torch.Tensor:
+    """Rows [C] (distinct, in no particular order) of `nearby` [N] (-1: no voxel) that are
+    `free` [M + 1] -> int64; `owner` [M + 1] int64 is scratch (its contents do not matter)."""
+    # Every copy of a voxel writes its position; one write wins, and only the winning
+    # position keeps the voxel. -1 writes to and reads the spare slot, never free.
+    position = torch.arange(len(nearby), device=nearby.device)
+    owner[nearby] = position
+    keep = (owner[nearby] == position) & free[nearby]
+    return nearby[keep]                                     # the round's one wait
 
-    def advance(self, rows: torch.Tensor, joined: torch.Tensor | None = None):
-        """The next round looks from `rows` [C], only those where `joined` [C] bool."""
-        if joined is not None and not masks_frontier(rows.device):
-            rows, joined = rows[joined], None
-        self.rows, self.live = rows, joined
+
+class _Vote:
+    """ISRF's bilateral vote of a voxel p on joining a region M:
+        sum_q M(q) w(p, q) / sum_q w(p, q),  w = exp(-|F(q) - F(p)|^2 / sigma_f - |q - p|_1 / sigma_d)
+    over the occupied 26 neighbours q of p (empty space has no meaningful feature)."""
+
+    def __init__(self, domain: VoxelDomain, sigma_f: float, sigma_d: float):
+        # Unit features: -|a - b|^2 / sigma_f = (2 / sigma_f) a.b - 2 / sigma_f, so a
+        # weight is one exp of a scaled similarity plus a fixed offset per neighbour.
+        self.similarity = domain.neighbour_similarity()                   # [M, 26]
+        self.scale = 2 / sigma_f
+        self.offset = -NEIGHBOUR_L1.to(domain.device) / sigma_d - self.scale  # [26]
+
+    def _weights(self, rows: torch.Tensor) -> torch.Tensor:
+        """[c] rows -> [c, 26] float32 weights (exactly 0 for empty neighbours, whose
+        similarity is -inf; a rounding-high similarity above 1 counts as 1)."""
+        similarity = self.similarity[rows].clamp_max(1)
+        return torch.exp(torch.add(self.offset, similarity, alpha=self.scale))
+
+    def shares(self, rows: torch.Tensor, nearby: torch.Tensor, region: torch.Tensor
+               ) -> torch.Tensor:
+        """The vote of voxels `rows` [C] with neighbours `nearby` [C, 26] on joining
+        `region` [M + 1] -> [C] float in [0, 1] (0 with no occupied neighbour)."""
+        parts = []
+        for start in range(0, len(rows), VOTE_CHUNK):
+            weight = self._weights(rows[start:start + VOTE_CHUNK])
+            inside = weight * region[nearby[start:start + VOTE_CHUNK]]
+            parts.append(inside.sum(1) / weight.sum(1).clamp_min(1e-30))
+        return torch.cat(parts) if len(parts) != 1 else parts[0]
+
+    def passes(self, rows: torch.Tensor, nearby: torch.Tensor, region: torch.Tensor,
+               join: float) -> torch.Tensor:
+        """`shares(...) > join` [C] bool, without the division."""
+        parts = []
+        for start in range(0, len(rows), VOTE_CHUNK):
+            weight = self._weights(rows[start:start + VOTE_CHUNK])
+            inside = (weight * region[nearby[start:start + VOTE_CHUNK]]).sum(1)
+            parts.append(inside > weight.sum(1) * join)
+        return torch.cat(parts) if len(parts) != 1 else parts[0]
+
+
+def bilateral_scores(domain: VoxelDomain, candidates: torch.Tensor, region: torch.Tensor,
+                     sigma_f: float, sigma_d: float) -> torch.Tensor:
+    """ISRF's bilateral vote (`_Vote`) of each voxel `candidates` [C] on joining
+    `region` [M] bool -> [C] float in [0, 1]."""
+    return _Vote(domain, sigma_f, sigma_d).shares(
+        candidates, _neighbours(domain, candidates), _with_spare(region))
 
 
 def propagate(domain: VoxelDomain, start: torch.Tensor, allowed: torch.Tensor,
               max_rounds: int | None = None) -> torch.Tensor:
     """Voxels reachable from `start` [M] bool through 26-connected `allowed` [M] bool voxels
     (start voxels must be allowed themselves), in at most `max_rounds` steps -> [M] bool."""
-    region = start & allowed
-    frontier = _Frontier(domain, region, allowed)
+    region = _with_spare(start & allowed)                                 # [M + 1]
+    free = _with_spare(allowed) & ~region
+    owner = torch.empty(len(region), dtype=torch.int64, device=region.device)
+    nearby = _neighbours(domain, torch.nonzero(region)[:, 0])             # [F, 26]
     rounds = 0
-    while len(frontier) and (max_rounds is None or rounds < max_rounds):
-        reached = frontier.candidates()
+    while max_rounds is None or rounds < max_rounds:
+        reached = _distinct_free(nearby.reshape(-1), free, owner)
+        if len(reached) == 0:
+            break
         region[reached] = True
-        frontier.advance(reached)
+        free[reached] = False
+        nearby = _neighbours(domain, reached)
         rounds += 1
-    return region
-
-
-def bilateral_scores(domain: VoxelDomain, candidates: torch.Tensor, region: torch.Tensor,
-                     sigma_f: float, sigma_d: float) -> torch.Tensor:
-    """ISRF's bilateral vote of each candidate p [C]:
-        sum_q M(q) w(p, q) / sum_q w(p, q),  w = exp(-|F(q) - F(p)|^2 / sigma_f - |q - p|_1 / sigma_d)
-    over the occupied 26 neighbours q of p (empty space has no meaningful feature)."""
-    spatial = -NEIGHBOUR_L1.to(domain.device) / sigma_d                    # [26]
-    similarity = domain.neighbour_similarity()                              # [M, 26]
-    scores = []
-    for start in range(0, len(candidates), FRONTIER_CHUNK):
-        rows = candidates[start:start + FRONTIER_CHUNK]
-        nearby = domain.neighbours(rows)                                  # [c, 26]
-        present = nearby >= 0
-        # unit vectors: |a - b|^2 = 2 - 2 a.b
-        distance = (2 - 2 * similarity[rows].float()).clamp_min(0)       # [c, 26]
-        weight = torch.exp(-distance / sigma_f + spatial) * present
-        inside = weight * region[nearby.clamp_min(0).long()]
-        scores.append(inside.sum(1) / weight.sum(1).clamp_min(1e-12))
-    return torch.cat(scores) if scores else torch.zeros(0, device=domain.device)
+    return region[:-1].clone()
 
 
 def bilateral_grow(domain: VoxelDomain, region: torch.Tensor, allowed: torch.Tensor,
                    sigma_f: float, sigma_d: float, join: float, max_rounds: int
                    ) -> tuple[torch.Tensor, int]:
     """Grow `region` [M] bool into `allowed` voxels until no candidate's bilateral score
-    exceeds `join`, or for `max_rounds` rounds -> (grown region [M] bool, rounds run).
+    exceeds `join` (>= 0), or for `max_rounds` rounds -> (grown region [M] bool, rounds run).
 
     A voxel that fails may pass in a later round, after more of its neighbours joined:
-    each round re-scores every allowed neighbour of the voxels that just joined."""
-    region = region.clone()
-    frontier = _Frontier(domain, region, allowed)
+    each round votes on every allowed neighbour of the voxels that just joined."""
+    vote = _Vote(domain, sigma_f, sigma_d)
+    masked = masks_frontier(region.device)
+    region = _with_spare(region)                                          # [M + 1]
+    free = _with_spare(allowed) & ~region
+    owner = torch.empty(len(region), dtype=torch.int64, device=region.device)
+    nearby = _neighbours(domain, torch.nonzero(region)[:, 0])             # [F, 26]
     rounds = 0
-    while len(frontier) and rounds < max_rounds:
-        candidates = frontier.candidates()
+    while rounds < max_rounds:
+        candidates = _distinct_free(nearby.reshape(-1), free, owner)      # [C]
         if len(candidates) == 0:
             break
-        joined = bilateral_scores(domain, candidates, region, sigma_f, sigma_d) > join  # [C]
-        region[candidates] |= joined
-        # A candidate that failed is free again: it is voted on afresh whenever one more
-        # of its neighbours joins.
-        frontier.free[candidates] |= ~joined
-        frontier.advance(candidates, joined)
+        nearby = _neighbours(domain, candidates)                          # [C, 26]
+        joined = vote.passes(candidates, nearby, region, join)            # [C]
+        region[candidates] = joined
+        # A candidate that failed stays free: it is voted on again whenever one more of
+        # its neighbours joins.
+        free[candidates] = ~joined
+        nearby = torch.where(joined[:, None], nearby, -1) if masked else nearby[joined]
         rounds += 1
-    return region, rounds
+    return region[:-1].clone(), rounds

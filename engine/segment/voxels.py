@@ -121,10 +121,12 @@ class VoxelDomain:
 
     def neighbour_similarity(self) -> torch.Tensor:
         """[M, 26] dot product of each voxel's feature with each neighbour's (the order of
-        `neighbours`; 0 where the neighbour is empty), in the features' dtype. Computed on
-        the first call (about a second for 600k voxels on 2 CPU cores), then kept."""
+        `neighbours`; -inf where the neighbour is empty, so that a weight exp(scale * dot)
+        is exactly 0 there), in the features' dtype. Computed on the first call (about a
+        second for 600k voxels on 2 CPU cores), then kept."""
         if self._similarity is None:
-            similarity = torch.zeros(self.size, 26, dtype=self.features.dtype, device=self.device)
+            similarity = torch.full((self.size, 26), float("-inf"), dtype=self.features.dtype,
+                                    device=self.device)
             # Offsets come in opposite pairs (n, 25 - n): p.q is computed once for both.
             for n in range(13):
                 for start in range(0, self.size, SIMILARITY_CHUNK):
