@@ -109,20 +109,20 @@ def propagate(domain: VoxelDomain, start: torch.Tensor, allowed: torch.Tensor,
               max_rounds: int | None = None) -> torch.Tensor:
     """Voxels reachable from `start` [M] bool through 26-connected `allowed` [M] bool voxels
     (start voxels must be allowed themselves), in at most `max_rounds` steps -> [M] bool."""
-    region = _with_spare(start & allowed)                                 # [M + 1]
-    free = _with_spare(allowed) & ~region
-    owner = torch.empty(len(region), dtype=torch.int64, device=region.device)
+    region = start & allowed
+    # Only what is still free is tracked: the region is the allowed voxels no longer free.
+    free = _with_spare(allowed & ~region)                                 # [M + 1]
+    owner = torch.empty(len(free), dtype=torch.int64, device=free.device)
     nearby = _neighbours(domain, torch.nonzero(region)[:, 0])             # [F, 26]
     rounds = 0
     while max_rounds is None or rounds < max_rounds:
         reached = _distinct_free(nearby.reshape(-1), free, owner)
         if len(reached) == 0:
             break
-        region[reached] = True
         free[reached] = False
         nearby = _neighbours(domain, reached)
         rounds += 1
-    return region[:-1].clone()
+    return allowed & ~free[:-1]
 
 
 def bilateral_grow(domain: VoxelDomain, region: torch.Tensor, allowed: torch.Tensor,
