@@ -205,8 +205,10 @@ class SegmentConfig:
     """Background model: k of a k-means over all voxel features; a voxel nearer to one of
     these centres that is unlike the stroke than to the stroke is never selected
     (0: off, as in ISRF)."""
-    sigma_f: PositiveFloat = 0.1
-    """Feature bandwidth of the bilateral weights exp(-|F(q) - F(p)|^2 / sigma_f)."""
+    sigma_f: Annotated[float, Field(ge=1e-3, strict=True)] = 0.1
+    """Feature bandwidth of the bilateral weights exp(-|F(q) - F(p)|^2 / sigma_f); at
+    least 0.001 (features lie within squared distance 4 of each other, and much smaller
+    bandwidths overflow the weights' float32 arithmetic)."""
     sigma_d: PositiveFloat = 1.0
     """Distance bandwidth of the bilateral weights exp(-|q - p|_1 / sigma_d) (voxels)."""
     join: Fraction = 0.1

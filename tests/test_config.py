@@ -84,6 +84,7 @@ def test_unknown_section_names_file_and_section(tmp_path):
     ("[features]\nscales = [1.0, 0]\n", "features.scales.1"),
     ('[features]\nflip = "yes"\n', "features.flip"),
     ("[distill]\nsteps = -1\n", "distill.steps"),
+    ("[segment]\nsigma_f = 1e-9\n", "segment.sigma_f"),  # under 0.001: the weights overflow
 ])
 def test_bad_value_names_file_and_key(tmp_path, text, key):
     path = write(tmp_path, text)
