@@ -20,6 +20,8 @@ Cases:
   one-voxel-wide line of 1000 voxels (one voxel joins a round, so a round's time is all
   fixed costs: operations dispatched, kernel launches, waits for the device), and a ball
   of radius 100 voxels in a 320^3 grid (4.2M voxels, fronts of up to about 250k voxels).
+  With the kernels a stroke uses (on a GPU with Triton: grow_fused.py's), and on a GPU
+  with PyTorch's operations too (the torch_ figures).
 - fern_320: the strokes of benchmarks/fern_strokes.json on fern `images_4` trained at
   320^3 (the issue's GPU setting), each replayed REPEATS times: stroke latency p50 / p95,
   the bytes the segmentation domain holds and those of the fields, and the peak memory
@@ -232,6 +234,7 @@ def case_growth_rounds(device, checkpoint: Path) -> dict:
     import torch
 
     from engine.config import SegmentConfig
+    from engine.segment import grow_fused
     from engine.segment.grow import bilateral_grow, propagate
     from engine.segment.voxels import VoxelDomain, feature_dtype
 
@@ -256,11 +259,13 @@ def case_growth_rounds(device, checkpoint: Path) -> dict:
             timings.append(time.perf_counter() - started)
         return min(timings), result
 
-    def grow_and_propagate(domain: VoxelDomain, seeds: torch.Tensor) -> dict:
+    def grow_and_propagate(domain: VoxelDomain, seeds: torch.Tensor, kernels: str) -> dict:
         everywhere = torch.ones_like(seeds)
         grow_s, (grown, rounds) = fastest(lambda: bilateral_grow(
-            domain, seeds, everywhere, params.sigma_f, params.sigma_d, params.join, 10**6))
-        propagate_s, reached = fastest(lambda: propagate(domain, seeds, everywhere))
+            domain, seeds, everywhere, params.sigma_f, params.sigma_d, params.join, 10**6,
+            kernels=kernels))
+        propagate_s, reached = fastest(lambda: propagate(domain, seeds, everywhere,
+                                                         kernels=kernels))
         if not (grown.all() and reached.all()):
             raise RuntimeError("growth_rounds: the region did not fill its shape")
         return {"grow_s": grow_s, "rounds": rounds, "propagate_s": propagate_s}
@@ -269,19 +274,25 @@ def case_growth_rounds(device, checkpoint: Path) -> dict:
     line[:, 1, 1] = True
     seed = torch.zeros(1000, dtype=torch.bool, device=device)
     seed[0] = True
-    thin = grow_and_propagate(domain_of(line), seed)
-
+    line_domain = domain_of(line)
     axis = torch.arange(320, device=device, dtype=torch.float32) - 159.5
     ball = (axis[:, None, None] ** 2 + axis[None, :, None] ** 2 + axis[None, None, :] ** 2) <= 100 ** 2
-    domain = domain_of(ball)
-    centre = (domain.coords.float() - 159.5).norm(dim=1) < 2
-    thick = grow_and_propagate(domain, centre)
-    return {"grid": "1000x3x3, 320^3",
-            "line_grow_us_per_round": round(1e6 * thin["grow_s"] / thin["rounds"]),
-            "line_propagate_us_per_round": round(1e6 * thin["propagate_s"] / 999),
-            "ball_voxels": domain.size, "ball_rounds": thick["rounds"],
-            "ball_grow_s": round(thick["grow_s"], 3),
-            "ball_propagate_s": round(thick["propagate_s"], 3), **_peak_mb(device)}
+    ball_domain = domain_of(ball)
+    centre = (ball_domain.coords.float() - 159.5).norm(dim=1) < 2
+
+    # What a stroke uses ("auto"); on a GPU, PyTorch's operations too, for comparison.
+    fused = device.type == "cuda" and grow_fused.usable(device)
+    row = {"grid": "1000x3x3, 320^3", "kernels": "triton" if fused else "torch"}
+    for kernels, prefix in [("auto", "")] + ([("torch", "torch_")] if fused else []):
+        thin = grow_and_propagate(line_domain, seed, kernels)
+        thick = grow_and_propagate(ball_domain, centre, kernels)
+        row.update({
+            f"{prefix}line_grow_us_per_round": round(1e6 * thin["grow_s"] / thin["rounds"]),
+            f"{prefix}line_propagate_us_per_round": round(1e6 * thin["propagate_s"] / 999),
+            f"{prefix}ball_rounds": thick["rounds"],
+            f"{prefix}ball_grow_s": round(thick["grow_s"], 3),
+            f"{prefix}ball_propagate_s": round(thick["propagate_s"], 3)})
+    return {**row, "ball_voxels": ball_domain.size, **_peak_mb(device)}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -301,10 +312,13 @@ def markdown(rows: list[dict]) -> str:
                       f"{r['mean_voxels_alone'][0]} -> {r['mean_voxels_alone'][1]}; "
                       f"{r['refine_p50_s']} s per object (p50), {r['refine_max_s']} s at most")
         elif r["case"] == "growth_rounds":
-            result = (f"a round's fixed cost {r['line_grow_us_per_round']} us growing, "
-                      f"{r['line_propagate_us_per_round']} us propagating; a ball of "
-                      f"{r['ball_voxels']} voxels grown in {r['ball_grow_s']} s "
-                      f"({r['ball_rounds']} rounds), propagated in {r['ball_propagate_s']} s")
+            result = "; ".join(
+                f"{kernels}: a round's fixed cost {r[p + 'line_grow_us_per_round']} us growing, "
+                f"{r[p + 'line_propagate_us_per_round']} us propagating; a ball of "
+                f"{r['ball_voxels']} voxels grown in {r[p + 'ball_grow_s']} s "
+                f"({r[p + 'ball_rounds']} rounds), propagated in {r[p + 'ball_propagate_s']} s"
+                for kernels, p in [(r.get("kernels", "torch"), "")] +
+                ([("torch", "torch_")] if "torch_ball_grow_s" in r else []))
         else:
             result = f"{r['seconds']} s, {r['faces']} faces"
         memory = f"{r['peak_rss_mb']} MB RSS" + (f", {r['peak_gpu_mb']} MB GPU" if "peak_gpu_mb" in r else "")

@@ -60,8 +60,13 @@ import numpy as np
 import torch
 from PIL import Image
 
+try:
+    import triton
+    triton_version = triton.__version__
+except ImportError:
+    triton_version = "missing (growth falls back to PyTorch's operations)"
 print(f"python {sys.version.split()[0]}, torch {torch.__version__}, numpy {np.__version__}, "
-      f"cuda {torch.cuda.is_available()}")
+      f"cuda {torch.cuda.is_available()}, triton {triton_version}")
 assert os.environ["DEVICE"] != "cuda" or torch.cuda.is_available(), "torch sees no CUDA device"
 import engine
 for module in pkgutil.walk_packages(engine.__path__, "engine."):

@@ -3,6 +3,9 @@ on hand-made voxel grids with known answers."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -280,18 +283,59 @@ def test_growth_matches_a_voxel_by_voxel_reference(monkeypatch, masked_frontier)
     assert torch.equal(propagate(domain, seeds, allowed), reached)
 
 
+def _growth_results(device: str, kernels: str) -> list:
+    """Growth (unbounded, and stopped after 3 rounds) and propagation (unbounded, and 2
+    rounds) on `_noisy_halves`, as CPU tensors and round counts."""
+    domain, seeds, allowed = _noisy_halves(device)
+    results = []
+    for max_rounds in (50, 3):
+        grown, rounds = bilateral_grow(domain, seeds, allowed, 0.5, 1.5, JOIN, max_rounds,
+                                       kernels=kernels)
+        results += [grown.cpu(), rounds]
+    for max_rounds in (None, 2):
+        results.append(propagate(domain, seeds, allowed, max_rounds, kernels=kernels).cpu())
+    return results
+
+
+def _same(first: list, second: list) -> bool:
+    return all(torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+               for a, b in zip(first, second, strict=True))
+
+
+def test_fused_growth_kernels_match_the_torch_growth_in_tritons_interpreter():
+    """grow_fused.py's Triton kernels, run by Triton's interpreter on the CPU (the GPU's
+    kernels, a GPU's atomics aside), against the PyTorch growth (a fresh process: the
+    interpreter is chosen when the kernels are defined)."""
+    pytest.importorskip("triton", reason="Triton is not installed")
+    script = ("import sys, torch\n"
+              "from test_segment_core import _growth_results, _same\n"
+              "fused = _growth_results('cpu', 'triton')\n"
+              "reference = _growth_results('cpu', 'torch')\n"
+              "assert fused[0].sum() > 500 and fused[2].sum() < fused[0].sum(), fused\n"
+              "print('same' if _same(fused, reference) else f'differ: {fused} {reference}')\n")
+    tests = Path(__file__).parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=tests, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "TRITON_INTERPRET": "1",
+                               "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "same", done.stdout[-3000:]
+
+
+def test_asking_for_the_fused_kernels_where_they_cannot_run_names_the_device(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    domain, seeds, allowed = _noisy_halves()
+    with pytest.raises(IsrfError, match="cannot run on cpu"):
+        propagate(domain, seeds, allowed, kernels="triton")
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_cuda_growth_and_propagation_match_the_cpu():
-    """The GPU's way (masked frontier, -1 wrapping to the spare slot) on a GPU."""
-    results = {}
-    for device in ("cpu", "cuda"):
-        domain, seeds, allowed = _noisy_halves(device)
-        grown, rounds = bilateral_grow(domain, seeds, allowed, 0.5, 1.5, JOIN, max_rounds=50)
-        results[device] = (grown.cpu(), rounds, propagate(domain, seeds, allowed, 3).cpu())
-    assert torch.equal(results["cpu"][0], results["cuda"][0])
-    assert results["cpu"][1] == results["cuda"][1]
-    assert torch.equal(results["cpu"][2], results["cuda"][2])
+@pytest.mark.parametrize("kernels", ["triton", "torch"])
+def test_cuda_growth_and_propagation_match_the_cpu(kernels):
+    """On a GPU: the fused kernels (atomics included), and the PyTorch way there (masked
+    frontier, -1 wrapping to the spare slot)."""
+    assert _same(_growth_results("cuda", kernels), _growth_results("cpu", "torch"))
 
 
 def test_neighbours_and_lookups_match_the_grid_including_its_faces():

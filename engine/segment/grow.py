@@ -16,13 +16,25 @@ whose size depends on the data). So a round issues about 25 operations and waits
 - on a GPU the candidates that failed their vote stay in that frontier, masked out,
   instead of being dropped by a second data-sized selection (`masks_frontier`).
 `scripts/bench_segment.py --case growth_rounds` measures a round's fixed cost.
+
+On a GPU with Triton, both operations run as fused kernels instead (grow_fused.py: a
+round in three launches); these PyTorch versions are their reference. `kernels`:
+"auto" (fused on a GPU when Triton is there), "torch" or "triton".
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import Literal
+
 import torch
 
+from engine.errors import IsrfError
+from engine.segment import grow_fused
 from engine.segment.voxels import NEIGHBOUR_L1, VoxelDomain
+
+Kernels = Literal["auto", "torch", "triton"]
+_fused_failed = False   # set when the fused kernels failed once: "auto" stops trying them
 
 VOTE_CHUNK = 1 << 18   # candidates voted on at once: a few [chunk, 26] arrays in memory
 
@@ -32,6 +44,41 @@ def masks_frontier(device: torch.device) -> bool:
     on a GPU that saves a wait; on a CPU, where selecting costs no wait, a smaller
     frontier is cheaper."""
     return device.type == "cuda"
+
+
+def _run(kernels: Kernels, device: torch.device, fused, reference):
+    """`fused()` or `reference()` as `kernels` asks (see the module docstring)."""
+    global _fused_failed
+    if kernels == "torch" or (kernels == "auto" and (
+            device.type != "cuda" or _fused_failed or not grow_fused.usable(device))):
+        return reference()
+    if kernels == "triton":
+        if not grow_fused.usable(device):
+            raise IsrfError(f"growth: Triton's kernels cannot run on {device} "
+                            "(Triton missing, or neither CUDA nor TRITON_INTERPRET=1)")
+        return fused()
+    try:
+        return fused()
+    except Exception as error:   # e.g. a Triton that cannot compile for this GPU
+        _fused_failed = True
+        warnings.warn(f"growth: the fused kernels failed ({error!r}); using PyTorch "
+                      "operations from now on", RuntimeWarning, stacklevel=3)
+        return reference()
+
+
+def warm_up(device: torch.device, features: torch.dtype) -> None:
+    """Compile the fused kernels for `device` and a domain of `features` dtype now (about
+    a second each the first time on a machine, then from Triton's disk cache) instead of
+    in the first stroke. Nothing to do where "auto" does not use them."""
+    if device.type != "cuda" or _fused_failed or not grow_fused.usable(device):
+        return
+    coords = torch.nonzero(torch.ones(4, 4, 4, dtype=torch.bool, device=device))
+    domain = VoxelDomain.create(coords, [4, 4, 4], torch.ones(64, 1, dtype=features, device=device))
+    seeds = torch.zeros(64, dtype=torch.bool, device=device)
+    seeds[0] = True
+    everywhere = torch.ones_like(seeds)
+    bilateral_grow(domain, seeds, everywhere, 0.1, 1.0, 0.1, 2)
+    propagate(domain, seeds, everywhere)
 
 
 def _neighbours(domain: VoxelDomain, rows: torch.Tensor) -> torch.Tensor:
@@ -106,9 +153,16 @@ def bilateral_scores(domain: VoxelDomain, candidates: torch.Tensor, region: torc
 
 
 def propagate(domain: VoxelDomain, start: torch.Tensor, allowed: torch.Tensor,
-              max_rounds: int | None = None) -> torch.Tensor:
+              max_rounds: int | None = None, kernels: Kernels = "auto") -> torch.Tensor:
     """Voxels reachable from `start` [M] bool through 26-connected `allowed` [M] bool voxels
     (start voxels must be allowed themselves), in at most `max_rounds` steps -> [M] bool."""
+    return _run(kernels, start.device,
+                lambda: grow_fused.propagate(domain, start, allowed, max_rounds),
+                lambda: _propagate(domain, start, allowed, max_rounds))
+
+
+def _propagate(domain: VoxelDomain, start: torch.Tensor, allowed: torch.Tensor,
+               max_rounds: int | None) -> torch.Tensor:
     region = start & allowed
     # Only what is still free is tracked: the region is the allowed voxels no longer free.
     free = _with_spare(allowed & ~region)                                 # [M + 1]
@@ -126,13 +180,21 @@ def propagate(domain: VoxelDomain, start: torch.Tensor, allowed: torch.Tensor,
 
 
 def bilateral_grow(domain: VoxelDomain, region: torch.Tensor, allowed: torch.Tensor,
-                   sigma_f: float, sigma_d: float, join: float, max_rounds: int
-                   ) -> tuple[torch.Tensor, int]:
+                   sigma_f: float, sigma_d: float, join: float, max_rounds: int,
+                   kernels: Kernels = "auto") -> tuple[torch.Tensor, int]:
     """Grow `region` [M] bool into `allowed` voxels until no candidate's bilateral score
     exceeds `join` (>= 0), or for `max_rounds` rounds -> (grown region [M] bool, rounds run).
 
     A voxel that fails may pass in a later round, after more of its neighbours joined:
     each round votes on every allowed neighbour of the voxels that just joined."""
+    arguments = (domain, region, allowed, sigma_f, sigma_d, join, max_rounds)
+    return _run(kernels, region.device, lambda: grow_fused.bilateral_grow(*arguments),
+                lambda: _bilateral_grow(*arguments))
+
+
+def _bilateral_grow(domain: VoxelDomain, region: torch.Tensor, allowed: torch.Tensor,
+                    sigma_f: float, sigma_d: float, join: float, max_rounds: int
+                    ) -> tuple[torch.Tensor, int]:
     vote = _Vote(domain, sigma_f, sigma_d)
     masked = masks_frontier(region.device)
     region = _with_spare(region)                                          # [M + 1]

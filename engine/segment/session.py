@@ -43,6 +43,7 @@ from engine.errors import IsrfError
 from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, probe_rays, render_segment_image
+from engine.segment.grow import warm_up as warm_up_growth
 from engine.segment.kmeans import cluster_centres
 from engine.segment.mask_edges import needs_image, visible_mask
 from engine.segment.refine import refine_voxels
@@ -149,6 +150,7 @@ class SegmentationSession:
         # now, not in the first stroke:
         self.scene_centres(self.defaults.scene_clusters)
         self.domain.neighbour_similarity()
+        warm_up_growth(self.device, self.domain.features.dtype)
 
     @property
     def device(self) -> torch.device:

@@ -89,6 +89,17 @@ class VoxelDomain:
         return self.padded[1:-1, 1:-1, 1:-1]
 
     @property
+    def flat_positions(self) -> torch.Tensor:
+        """[M] int64: each voxel's position in the flattened padded grid."""
+        return self._flat
+
+    @property
+    def neighbour_steps(self) -> torch.Tensor:
+        """[26] int64: what to add to a flat position to reach each neighbour (the order
+        of NEIGHBOUR_OFFSETS)."""
+        return self._neighbour_steps
+
+    @property
     def size(self) -> int:
         return len(self.coords)
 
