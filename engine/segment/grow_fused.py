@@ -38,7 +38,8 @@ try:
 except ImportError:   # e.g. a CPU-only build of PyTorch on a platform without Triton
     triton = None
 
-BLOCK = 256          # pairs or candidates per program
+BLOCK = 1024         # (voxel, neighbour) pairs or candidates per program
+VOTERS = 32          # candidates per program of `_vote`: 32 x 32 (26 used) neighbours
 COUNTERS = 1024      # per-round candidate counters allocated at once
 
 
@@ -153,14 +154,14 @@ def bilateral_grow(domain: VoxelDomain, region: torch.Tensor, allowed: torch.Ten
         count = state.expand(join_now=False)
         if count == 0:
             break
-        grid = (triton.cdiv(count, BLOCK),)
-        _vote[grid](state.candidates, count, domain.flat_positions,
-                    domain.neighbour_steps, state.padded, similarity,
-                    state.region, offset, scale, join, joined, BLOCK=BLOCK)
-        # The candidates become the next frontier in place: swap the two row lists.
-        following = state.frontier
-        _apply[grid](state.candidates, count, joined, state.region,
-                     state.free, state.claim, following, BLOCK=BLOCK)
+        _vote[(triton.cdiv(count, VOTERS),)](
+            state.candidates, count, domain.flat_positions, domain.neighbour_steps,
+            state.padded, similarity, state.region, offset, scale, join, joined, BLOCK=VOTERS)
+        # Once expanded, the frontier's list is free: the next frontier (the candidates,
+        # losers -1) is written over it.
+        _apply[(triton.cdiv(count, BLOCK),)](
+            state.candidates, count, joined, state.region, state.free, state.claim,
+            state.frontier, BLOCK=BLOCK)
         state.count = count
         rounds += 1
     return state.region.bool(), rounds
