@@ -123,15 +123,17 @@ class _Rounds:
         self.frontier[:len(start)] = start.to(torch.int32)
         self.count = len(start)
         self.candidates = torch.empty(size, dtype=torch.int32, device=device)
-        self.counters = torch.zeros(0, dtype=torch.int32, device=device)
+        # One fresh counter a round (no reset launches), 16 bytes apart: Triton compiles
+        # a variant per pointer alignment, and one should do.
+        self.counters = torch.zeros(0, 4, dtype=torch.int32, device=device)    # [R, 4]
         self.used = 0
 
     def expand(self, join_now: bool) -> int:
         """Step 1 -> the number of candidates (waits for the device)."""
         if self.used == len(self.counters):
-            self.counters = torch.zeros(COUNTERS, dtype=torch.int32, device=self.region.device)
+            self.counters = torch.zeros(COUNTERS, 4, dtype=torch.int32, device=self.region.device)
             self.used = 0
-        counter = self.counters[self.used:self.used + 1]
+        counter = self.counters[self.used, :1]
         self.used += 1
         _expand[(triton.cdiv(self.count * 26, BLOCK),)](
             self.frontier, self.count, self.domain.flat_positions, self.domain.neighbour_steps,
