@@ -85,8 +85,9 @@ if triton is not None:
         position = tl.load(flat + row, mask=inside, other=0)[:, None] + \
             tl.load(steps + k, mask=k < 26, other=0)[None, :]
         near = tl.load(padded + position, mask=pair, other=-1)
+        # An empty neighbour's similarity is -inf in the table: its weight is exactly 0.
         dot = tl.load(similarity + row[:, None].to(tl.int64) * 26 + k[None, :], mask=pair,
-                      other=0.0).to(tl.float32)   # empty neighbours: -inf in the table
+                      other=0.0).to(tl.float32)
         weight = tl.exp(tl.load(offset + k, mask=k < 26, other=0)[None, :] +
                         scale * tl.minimum(dot, 1.0))
         weight = tl.where(pair, weight, 0.0)
