@@ -25,7 +25,9 @@ Cases:
 - fern_320: the strokes of benchmarks/fern_strokes.json on fern `images_4` trained at
   320^3 (the issue's GPU setting), each replayed REPEATS times: stroke latency p50 / p95,
   the bytes the segmentation domain holds and those of the fields, and the peak memory
-  while segmenting (on a GPU, the allocator's peak: the fields and features included). It
+  while segmenting (on a GPU, the allocator's peak: the fields and features included);
+  then one more pass with the device synchronised around each stage, for the median
+  milliseconds each stage takes (rays, k-means, distances, seeds, growth, the rest). It
   needs the checkpoint `--fern-checkpoint` (default runs/fern_320/checkpoint.pt), made by
       .venv/bin/isrf train --config configs/fern_gpu.toml --device cuda \
           --set field.num_voxels=32768000 --set train.out_dir='"runs/fern_320"'
@@ -44,7 +46,7 @@ import resource
 import subprocess
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,6 +93,70 @@ def _open_session(device, checkpoint: Path):
     session = scene.segmentation
     _sync(device)
     return scene, session, time.perf_counter() - started
+
+
+@contextmanager
+def _stage_timers(device):
+    """Within the block, time each stroke's stages (the device synchronised around each,
+    so only for a pass of its own) -> a list, one dict per stroke: seconds per stage,
+    "total" and the growth's "rounds"."""
+    import engine.segment.region as region
+    import engine.segment.session as session_module
+    from engine.segment.voxels import VoxelDomain
+
+    strokes: list[dict] = []
+
+    def timed(stage: str, function):
+        def wrapper(*args, **kwargs):
+            _sync(device)
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _sync(device)
+                if strokes:
+                    strokes[-1][stage] = strokes[-1].get(stage, 0.0) + time.perf_counter() - started
+        return wrapper
+
+    def stroke(function):
+        def wrapper(*args, **kwargs):
+            strokes.append({})
+            _sync(device)
+            started = time.perf_counter()
+            result = function(*args, **kwargs)
+            _sync(device)
+            strokes[-1].update(total=time.perf_counter() - started, rounds=result.rounds)
+            return result
+        return wrapper
+
+    patches = [(session_module.SegmentationSession, "stroke", stroke),
+               (session_module.SegmentationSession, "_stroke_view", lambda f: timed("rays", f)),
+               (session_module, "stroke_centres", lambda f: timed("kmeans", f)),
+               (VoxelDomain, "nearest_distance", lambda f: timed("distances", f)),
+               (region, "propagate", lambda f: timed("seeds", f)),
+               (region, "bilateral_grow", lambda f: timed("growth", f))]
+    originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
+    for owner, name, wrap in patches:
+        setattr(owner, name, wrap(getattr(owner, name)))
+    try:
+        yield strokes
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+
+
+STAGES = ["rays", "kmeans", "distances", "seeds", "growth"]
+
+
+def _stage_summary(strokes: list[dict]) -> dict:
+    """Per-stage medians over strokes (ms): where a stroke's time goes."""
+    import numpy as np
+
+    stages = {stage: [s.get(stage, 0.0) for s in strokes] for stage in STAGES}
+    stages["rest"] = [s["total"] - sum(s.get(stage, 0.0) for stage in STAGES) for s in strokes]
+    rounds = [s["rounds"] for s in strokes]
+    return {"stage_p50_ms": {k: round(1000 * float(np.median(v)), 1) for k, v in stages.items()},
+            "growth_rounds_p50": int(np.median(rounds)), "growth_rounds_max": max(rounds)}
 
 
 def _stroke_summary(scene, setup: float, latencies: list[float]) -> dict:
@@ -161,24 +227,39 @@ def case_fern_320(device, checkpoint: Path) -> dict:
     from engine.segment.strokes import load_strokes_file
 
     scene, session, setup = _open_session(device, checkpoint)
-    latencies, stroke_heap = [], []
-    for repeat in range(REPEATS + 1):      # the first round warms up kernels and caches
-        for segment in load_strokes_file(FERN_STROKES).segments:
+    segments = load_strokes_file(FERN_STROKES).segments
+
+    def replay(on_stroke) -> None:
+        for segment in segments:
             if segment.name in session.segments:
                 session.remove_segment(segment.name)
             session.add_segment(segment.name, segment.params)
             for stroke in segment.strokes:
-                # memory in the warm-up round only: its sampling thread slows the stroke
-                with heap_peak() if repeat == 0 and device.type == "cpu" else nullcontext() as heap:
-                    result = session.stroke(segment.name, stroke)
-                _sync(device)
-                if repeat:
-                    latencies.append(result.seconds)
-                elif heap and heap["mb"] is not None:
-                    stroke_heap.append(heap["mb"])
+                on_stroke(segment.name, stroke)
+
+    latencies, stroke_heap = [], []
+
+    def warm_up(name, stroke) -> None:     # warms kernels and caches; memory measured here
+        # (its sampling thread would slow the timed strokes)
+        with heap_peak() if device.type == "cpu" else nullcontext() as heap:
+            session.stroke(name, stroke)
+        _sync(device)
+        if heap and heap["mb"] is not None:
+            stroke_heap.append(heap["mb"])
+
+    def timed(name, stroke) -> None:
+        result = session.stroke(name, stroke)
+        _sync(device)
+        latencies.append(result.seconds)
+
+    replay(warm_up)
+    for _ in range(REPEATS):
+        replay(timed)
+    with _stage_timers(device) as staged:   # one more pass, for where the time goes
+        replay(lambda name, stroke: session.stroke(name, stroke))
     fields = [scene.field, scene.features]
-    return {**_stroke_summary(scene, setup, latencies),
-            "mask_voxels": int(session.mask(segment.name).sum()),
+    return {**_stroke_summary(scene, setup, latencies), **_stage_summary(staged),
+            "mask_voxels": int(session.mask(segments[-1].name).sum()),
             **({"stroke_peak_heap_mb": max(stroke_heap)} if stroke_heap else {}),
             "feature_dims": session.domain.features.shape[1],
             "domain_mb": round(session.domain.num_bytes() / 2**20),
@@ -307,6 +388,10 @@ def markdown(rows: list[dict]) -> str:
                 result += f"; domain {r['domain_mb']} MB, fields {r['fields_mb']} MB"
             if "stroke_peak_heap_mb" in r:
                 result += f", a stroke's peak above them {r['stroke_peak_heap_mb']} MB"
+            if "stage_p50_ms" in r:
+                result += ("; p50 ms by stage: " +
+                           ", ".join(f"{k} {v}" for k, v in r["stage_p50_ms"].items()) +
+                           f" ({r['growth_rounds_p50']} growth rounds, {r['growth_rounds_max']} at most)")
         elif r["case"] == "refine_default":
             result = (f"mean IoU {r['mean_eval'][0]} -> {r['mean_eval'][1]}, voxels alone "
                       f"{r['mean_voxels_alone'][0]} -> {r['mean_voxels_alone'][1]}; "
