@@ -15,6 +15,7 @@ from engine.config import load_config
 from engine.errors import IsrfError
 from engine.scene import Scene
 from engine.segment.auto_scribbles import benchmark_from_masks
+from engine.segment.region import stroke_centres
 from engine.segment.strokes import Refine, parse_stroke
 from synthetic import SPHERES, make_sphere_scene
 
@@ -81,6 +82,27 @@ def test_a_positive_stroke_selects_its_sphere(scene, trained):
     assert precision > 0.95, precision
     assert recall > 0.5, recall    # the voxels of the sphere's shell that render
     assert _ball_share(scene, mask, 2)[1] < 0.02
+
+
+def test_a_wide_stroke_renders_features_for_only_what_k_means_trains_on(scene, trained,
+                                                                          monkeypatch):
+    """Features are rendered for an even spread of at most POINTS_PER_CENTRE x k of the
+    rays that hit (k-means trains on no more); the stroke still selects its sphere, counts
+    all its pixels, and replays to the same mask."""
+    import engine.segment.session as session_module
+
+    monkeypatch.setattr(session_module, "POINTS_PER_CENTRE", 2)
+    views = []
+    monkeypatch.setattr(session_module, "stroke_centres",
+                        lambda view, params: views.append(view) or stroke_centres(view, params))
+    stroke = {**_positive(trained[1], 1), "params": {"clusters": 3}}
+    session = scene.segmentation
+    result = session.stroke("red", stroke)
+    assert len(views[0].features) == 6 < views[0].pixels == result.pixels
+    precision, recall = _ball_share(scene, session.mask("red"), 1)
+    assert precision > 0.95 and recall > 0.5, (precision, recall)
+    session.stroke("again", stroke)
+    assert torch.equal(session.mask("again"), session.mask("red"))
 
 
 def test_work_done_in_chunks_gives_what_one_pass_gives(trained, monkeypatch):

@@ -186,11 +186,11 @@ def render_feature_rays(field: RadianceField, features: FeatureField, space: Ray
 
 
 @torch.no_grad()
-def probe_rays(field: RadianceField, features: FeatureField, space: RaySpace,
+def probe_rays(field: RadianceField, features: FeatureField | None, space: RaySpace,
                origins: torch.Tensor, dirs: torch.Tensor) -> dict[str, torch.Tensor]:
-    """What a stroke's rays [R, 3] see: rendered features [R, D], opacity [R], and the
-    point each ray hits [R, 3] in the field's space (its sample of largest weight; rays
-    that hit nothing get their last point, and opacity 0).
+    """What a stroke's rays [R, 3] see: rendered features [R, D] (unless `features` is
+    None), opacity [R], and the point each ray hits [R, 3] in the field's space (its
+    sample of largest weight; rays that hit nothing get their last point, and opacity 0).
 
     Features are evaluated only where a sample's weight passes the colour's threshold (as
     in `render_feature_rays`), FEATURE_CHUNK samples at a time: in a cluttered
@@ -198,20 +198,23 @@ def probe_rays(field: RadianceField, features: FeatureField, space: RaySpace,
     holds about 1 KB of intermediates per sample."""
     samples = sample_rays(field, space, origins, dirs, jitter=False)
     weights, transmittance = ray_weights(field, samples)
-    visible = torch.nonzero(weights > field.config.weight_threshold)[:, 0]
     R = len(origins)
+    best = torch.full((R,), -1.0, device=origins.device).scatter_reduce(
+        0, samples.ray_index, weights, reduce="amax")
+    is_best = weights == best[samples.ray_index]
+    hits = torch.zeros(R, 3, device=origins.device)
+    hits[samples.ray_index[is_best]] = samples.points[is_best]
+    seen = {"opacity": 1 - transmittance, "hit": hits}
+    if features is None:
+        return seen
+    visible = torch.nonzero(weights > field.config.weight_threshold)[:, 0]
     rendered = torch.zeros(R, features.dims, device=origins.device)
     for start in range(0, len(visible), FEATURE_CHUNK):
         chosen = visible[start:start + FEATURE_CHUNK]
         values = features(field.normalize(samples.points[chosen]))        # [C, D]
         rendered.index_add_(0, samples.ray_index[chosen], weights[chosen, None] * values)
     rendered = rendered + transmittance[:, None] * features.background
-    best = torch.full((R,), -1.0, device=origins.device).scatter_reduce(
-        0, samples.ray_index, weights, reduce="amax")
-    is_best = weights == best[samples.ray_index]
-    hits = torch.zeros(R, 3, device=origins.device)
-    hits[samples.ray_index[is_best]] = samples.points[is_best]
-    return {"features": rendered, "opacity": 1 - transmittance, "hit": hits}
+    return {**seen, "features": rendered}
 
 
 @torch.no_grad()

@@ -32,7 +32,8 @@ from engine.segment.voxels import VoxelDomain
 @dataclass
 class StrokeView:
     """What a stroke's rays see (only rays that hit the scene)."""
-    features: torch.Tensor   # [P, D] rendered features
+    pixels: int              # P: the stroke's pixels whose rays hit the scene
+    features: torch.Tensor   # [F, D] rendered features of F <= P of them (stroke_features)
     hit_rows: torch.Tensor   # [H] domain rows of the voxels the rays hit (H <= P)
 
 

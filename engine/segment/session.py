@@ -44,7 +44,7 @@ from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, probe_rays, render_segment_image
 from engine.segment.grow import warm_up as warm_up_growth
-from engine.segment.kmeans import cluster_centres
+from engine.segment.kmeans import POINTS_PER_CENTRE, cluster_centres
 from engine.segment.mask_edges import needs_image, visible_mask
 from engine.segment.refine import refine_voxels
 from engine.segment.region import StrokeView, select_region, stroke_centres
@@ -192,7 +192,7 @@ class SegmentationSession:
         segment = self.segments.get(name)
         base = segment.params if segment is not None else self.defaults
         params = params_with(base, stroke.params, f"{stroke.label} stroke params")
-        view = self._stroke_view(stroke)
+        view = self._stroke_view(stroke, params.clusters)
         centres = stroke_centres(view, params)
         rivals = self.scene_centres(params.scene_clusters)
         state = segment.state if segment is not None else self._empty_state()
@@ -209,7 +209,7 @@ class SegmentationSession:
                 negative_centres=torch.cat([state.negative_centres, centres]))
         segment = segment or self.add_segment(name)   # only once the stroke has succeeded
         segment.push(new)
-        return StrokeResult(name, stroke.label, len(view.features), region.seeds, region.rounds,
+        return StrokeResult(name, stroke.label, view.pixels, region.seeds, region.rounds,
                             int(region.voxels.sum()), int(self.mask(name).sum()),
                             time.perf_counter() - started)
 
@@ -257,18 +257,41 @@ class SegmentationSession:
             self._scene_centres[k] = F.normalize(cluster_centres(sample.float(), k), dim=-1)
         return self._scene_centres[k]
 
-    def _stroke_view(self, stroke: Stroke) -> StrokeView:
+    def _stroke_view(self, stroke: Stroke, clusters: int) -> StrokeView:
+        """What the stroke's rays see. Features, the costly part of rendering (two thirds
+        of the time an 18k-pixel stroke's rays take on fern), only for an even spread of
+        at most POINTS_PER_CENTRE x `clusters` of the rays that hit the scene: k-means
+        trains on no more (faiss would sample that many itself), and the spread is
+        deterministic, so replays give the same centres."""
         camera = stroke.camera.resolve(self.cameras)
         cols, rows = stroke_pixels(stroke, camera.width, camera.height)
         ids = torch.zeros(len(cols), dtype=torch.long, device=self.device)
         origins, dirs = camera.rays(ids, torch.from_numpy(cols).to(self.device),
                                     torch.from_numpy(rows).to(self.device))
-        parts = [probe_rays(self.field, self.features, self.space, origins[i:i + PROBE_CHUNK],
+        most = POINTS_PER_CENTRE * clusters
+        hits = self._probe(origins, dirs, with_features=len(origins) <= most)  # small: one pass
+        seen = torch.nonzero(hits["opacity"] > HIT_OPACITY)[:, 0]                 # [P]
+        hit_rows = self.domain.rows_at(hits["hit"][seen], self.field)
+        if "features" in hits:
+            features = hits["features"][seen]
+        else:
+            spread = seen
+            if len(seen) > most:
+                spread = seen[torch.linspace(0, len(seen) - 1, most, device=self.device).long()]
+            features = self._probe(origins[spread], dirs[spread], with_features=True)["features"]
+        return StrokeView(len(seen), features, hit_rows[hit_rows >= 0].long())
+
+    def _probe(self, origins: torch.Tensor, dirs: torch.Tensor, with_features: bool
+               ) -> dict[str, torch.Tensor]:
+        """probe_rays over rays [R, 3], PROBE_CHUNK rays at a time."""
+        features = self.features if with_features else None
+        parts = [probe_rays(self.field, features, self.space, origins[i:i + PROBE_CHUNK],
                             dirs[i:i + PROBE_CHUNK]) for i in range(0, len(origins), PROBE_CHUNK)]
-        seen = torch.cat([p["opacity"] for p in parts]) > HIT_OPACITY
-        features = torch.cat([p["features"] for p in parts])[seen]
-        hit_rows = self.domain.rows_at(torch.cat([p["hit"] for p in parts])[seen], self.field)
-        return StrokeView(features, hit_rows[hit_rows >= 0].long())
+        if not parts:   # no rays
+            empty = {"opacity": origins.new_zeros(0), "hit": origins.new_zeros(0, 3)}
+            return {**empty, "features": origins.new_zeros(0, self.features.dims)} \
+                if with_features else empty
+        return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
     def _closer_to(self, voxels: torch.Tensor, these: torch.Tensor, those: torch.Tensor
                    ) -> torch.Tensor:
