@@ -122,26 +122,31 @@ class _Vote:
         similarity = self.similarity[rows].clamp_max(1)
         return torch.exp(torch.add(self.offset, similarity, alpha=self.scale))
 
+    def _sums(self, rows: torch.Tensor, nearby: torch.Tensor, region: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum_q M(q) w(p, q), sum_q w(p, q)) [C] each, for voxels `rows` [C] with
+        neighbours `nearby` [C, 26] and region `region` [M + 1]."""
+        inside, total = [], []
+        for start in range(0, len(rows), VOTE_CHUNK):
+            weight = self._weights(rows[start:start + VOTE_CHUNK])
+            inside.append((weight * region[nearby[start:start + VOTE_CHUNK]]).sum(1))
+            total.append(weight.sum(1))
+        if len(inside) == 1:
+            return inside[0], total[0]
+        return torch.cat(inside), torch.cat(total)
+
     def shares(self, rows: torch.Tensor, nearby: torch.Tensor, region: torch.Tensor
                ) -> torch.Tensor:
         """The vote of voxels `rows` [C] with neighbours `nearby` [C, 26] on joining
         `region` [M + 1] -> [C] float in [0, 1] (0 with no occupied neighbour)."""
-        parts = []
-        for start in range(0, len(rows), VOTE_CHUNK):
-            weight = self._weights(rows[start:start + VOTE_CHUNK])
-            inside = weight * region[nearby[start:start + VOTE_CHUNK]]
-            parts.append(inside.sum(1) / weight.sum(1).clamp_min(1e-30))
-        return torch.cat(parts) if len(parts) != 1 else parts[0]
+        inside, total = self._sums(rows, nearby, region)
+        return inside / total.clamp_min(1e-30)
 
     def passes(self, rows: torch.Tensor, nearby: torch.Tensor, region: torch.Tensor,
                join: float) -> torch.Tensor:
         """`shares(...) > join` [C] bool, without the division."""
-        parts = []
-        for start in range(0, len(rows), VOTE_CHUNK):
-            weight = self._weights(rows[start:start + VOTE_CHUNK])
-            inside = (weight * region[nearby[start:start + VOTE_CHUNK]]).sum(1)
-            parts.append(inside > weight.sum(1) * join)
-        return torch.cat(parts) if len(parts) != 1 else parts[0]
+        inside, total = self._sums(rows, nearby, region)
+        return inside > total * join
 
 
 def bilateral_scores(domain: VoxelDomain, candidates: torch.Tensor, region: torch.Tensor,
@@ -187,15 +192,15 @@ def bilateral_grow(domain: VoxelDomain, region: torch.Tensor, allowed: torch.Ten
 
     A voxel that fails may pass in a later round, after more of its neighbours joined:
     each round votes on every allowed neighbour of the voxels that just joined."""
-    arguments = (domain, region, allowed, sigma_f, sigma_d, join, max_rounds)
-    return _run(kernels, region.device, lambda: grow_fused.bilateral_grow(*arguments),
-                lambda: _bilateral_grow(*arguments))
+    vote = _Vote(domain, sigma_f, sigma_d)
+    return _run(kernels, region.device,
+                lambda: grow_fused.bilateral_grow(domain, region, allowed, vote.similarity,
+                                                  vote.offset, vote.scale, join, max_rounds),
+                lambda: _bilateral_grow(domain, region, allowed, vote, join, max_rounds))
 
 
 def _bilateral_grow(domain: VoxelDomain, region: torch.Tensor, allowed: torch.Tensor,
-                    sigma_f: float, sigma_d: float, join: float, max_rounds: int
-                    ) -> tuple[torch.Tensor, int]:
-    vote = _Vote(domain, sigma_f, sigma_d)
+                    vote: _Vote, join: float, max_rounds: int) -> tuple[torch.Tensor, int]:
     masked = masks_frontier(region.device)
     region = _with_spare(region)                                          # [M + 1]
     free = _with_spare(allowed) & ~region

@@ -30,7 +30,7 @@ import os
 
 import torch
 
-from engine.segment.voxels import NEIGHBOUR_L1, VoxelDomain
+from engine.segment.voxels import VoxelDomain
 
 try:
     import triton
@@ -112,13 +112,16 @@ if triton is not None:
 class _Rounds:
     """The buffers of one growth or propagation: voxel states and row lists, [M] each."""
 
-    def __init__(self, domain: VoxelDomain, region: torch.Tensor, free: torch.Tensor):
+    def __init__(self, domain: VoxelDomain, region: torch.Tensor, free: torch.Tensor,
+                 claims: bool):
         device, size = region.device, domain.size
         self.domain = domain
         self.padded = domain.padded.reshape(-1)                                # int32
         self.region = region.to(torch.int8)                                    # [M]
         self.free = free.to(torch.int32)                                       # [M]
-        self.claim = torch.zeros(size, dtype=torch.int32, device=device)
+        # Growth claims candidates; propagation flips `free` instead and never reads
+        # this (the kernel still takes a pointer: `free` stands in).
+        self.claim = torch.zeros(size, dtype=torch.int32, device=device) if claims else self.free
         self.frontier = torch.full((size,), -1, dtype=torch.int32, device=device)
         start = torch.nonzero(region)[:, 0]
         self.frontier[:len(start)] = start.to(torch.int32)
@@ -144,13 +147,12 @@ class _Rounds:
 
 
 def bilateral_grow(domain: VoxelDomain, region: torch.Tensor, allowed: torch.Tensor,
-                   sigma_f: float, sigma_d: float, join: float, max_rounds: int
-                   ) -> tuple[torch.Tensor, int]:
-    """grow.bilateral_grow as fused kernels (same arguments, same result)."""
-    state = _Rounds(domain, region, allowed & ~region)
-    similarity = domain.neighbour_similarity()
-    scale = 2 / sigma_f
-    offset = (-NEIGHBOUR_L1.to(region.device) / sigma_d - scale).contiguous()     # [26]
+                   similarity: torch.Tensor, offset: torch.Tensor, scale: float, join: float,
+                   max_rounds: int) -> tuple[torch.Tensor, int]:
+    """grow.bilateral_grow as fused kernels (the same result). The vote's weights are
+    exp(offset[n] + scale * min(similarity[p, n], 1)), as grow.py's _Vote makes them:
+    similarity [M, 26] (domain.neighbour_similarity), offset [26], scale."""
+    state = _Rounds(domain, region, allowed & ~region, claims=True)
     joined = torch.empty(domain.size, dtype=torch.int8, device=region.device)
     rounds = 0
     while rounds < max_rounds and state.count:
@@ -159,7 +161,8 @@ def bilateral_grow(domain: VoxelDomain, region: torch.Tensor, allowed: torch.Ten
             break
         _vote[(triton.cdiv(count, VOTERS),)](
             state.candidates, count, domain.flat_positions, domain.neighbour_steps,
-            state.padded, similarity, state.region, offset, scale, join, joined, BLOCK=VOTERS)
+            state.padded, similarity, state.region, offset.contiguous(), scale, join, joined,
+            BLOCK=VOTERS)
         # Once expanded, the frontier's list is free: the next frontier (the candidates,
         # losers -1) is written over it.
         _apply[(triton.cdiv(count, BLOCK),)](
@@ -174,7 +177,7 @@ def propagate(domain: VoxelDomain, start: torch.Tensor, allowed: torch.Tensor,
               max_rounds: int | None = None) -> torch.Tensor:
     """grow.propagate as fused kernels (same arguments, same result)."""
     region = start & allowed
-    state = _Rounds(domain, region, allowed & ~region)
+    state = _Rounds(domain, region, allowed & ~region, claims=False)
     rounds = 0
     while (max_rounds is None or rounds < max_rounds) and state.count:
         count = state.expand(join_now=True)
