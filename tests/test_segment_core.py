@@ -322,6 +322,52 @@ def test_fused_growth_kernels_match_the_torch_growth_in_tritons_interpreter():
     assert done.stdout.strip().splitlines()[-1] == "same", done.stdout[-3000:]
 
 
+def _fused_kernel_signatures() -> dict:
+    """Each kernel of grow_fused.py -> (its arguments' Triton types as a GPU passes them,
+    its variants' constexprs). A GPU's features, hence the similarity table, are float16."""
+    from engine.segment import grow_fused
+    rows = {"flat": "*i64", "steps": "*i64", "padded": "*i32"}   # VoxelDomain's tensors
+    return {
+        grow_fused._expand: (
+            {"frontier": "*i32", "count": "i32", **rows, "free": "*i32", "claim": "*i32",
+             "out": "*i32", "counter": "*i32", "JOIN_NOW": "constexpr", "BLOCK": "constexpr"},
+            [{"JOIN_NOW": False, "BLOCK": grow_fused.BLOCK},
+             {"JOIN_NOW": True, "BLOCK": grow_fused.BLOCK}]),
+        grow_fused._vote: (
+            {"candidates": "*i32", "count": "i32", **rows, "similarity": "*fp16",
+             "region": "*i8", "offset": "*fp32", "scale": "fp32", "join": "fp32",
+             "joined": "*i8", "BLOCK": "constexpr"},
+            [{"BLOCK": grow_fused.VOTERS}]),
+        grow_fused._apply: (
+            {"candidates": "*i32", "count": "i32", "joined": "*i8", "region": "*i8",
+             "free": "*i32", "claim": "*i32", "following": "*i32", "BLOCK": "constexpr"},
+            [{"BLOCK": grow_fused.BLOCK}]),
+    }
+
+
+@pytest.mark.filterwarnings("ignore:TRITON_DEFAULT_FP_FUSION")   # Triton 3.9's notice
+@pytest.mark.parametrize("capability", [80, 90], ids=["ampere", "hopper"])
+def test_fused_growth_kernels_compile_to_gpu_code_without_a_gpu(capability):
+    """The interpreter runs the kernels' Python, not Triton's compiler: this compiles each
+    kernel ahead of time, through Triton's passes and ptxas, for an A100 (sm_80) and an
+    H100/H200 (sm_90), as a GPU session would at its start."""
+    triton = pytest.importorskip("triton", reason="Triton is not installed")
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        pytest.skip("under TRITON_INTERPRET=1 the kernels are the interpreter's, not compilable")
+    if "nvidia" not in triton.backends.backends:
+        pytest.skip("this Triton has no NVIDIA backend")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    for kernel, (signature, variants) in _fused_kernel_signatures().items():
+        names = list(signature)
+        for constants in variants:
+            source = ASTSource(fn=kernel, signature=signature,
+                               constexprs={(names.index(k),): v for k, v in constants.items()})
+            compiled = triton.compile(source, target=GPUTarget("cuda", capability, 32))
+            assert len(compiled.asm["cubin"]) > 1000, (kernel.__name__, constants)
+            assert f".target sm_{capability}" in compiled.asm["ptx"]
+
+
 def test_asking_for_the_fused_kernels_where_they_cannot_run_names_the_device(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     domain, seeds, allowed = _noisy_halves()
