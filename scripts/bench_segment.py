@@ -32,7 +32,8 @@ Cases:
       .venv/bin/isrf train --config configs/fern_gpu.toml --device cuda \
           --set field.num_voxels=32768000 --set train.out_dir='"runs/fern_320"'
   and is skipped (with a line saying so) when that file is missing. On a CPU it runs too
-  (README: a CPU-trained fern checkpoint at the same grid, for the memory the domain takes).
+  (docs/segmentation_measurements.md: a CPU-trained fern checkpoint at the same grid, for
+  the memory the domain takes).
 
 Each case runs in its own process. Results: bench_results/segment_<device>.json and .md.
 """

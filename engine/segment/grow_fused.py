@@ -4,7 +4,7 @@ three kernel launches (propagation: one) and one wait for the device, instead of
 
 Why: a stroke at 320^3 runs a few hundred rounds of small tensors, so PyTorch's fixed
 cost per operation (dispatch and kernel launch, several microseconds each), not the
-arithmetic, would make most of a stroke's time (README, "GPU").
+arithmetic, would make most of a stroke's time (docs/segmentation_measurements.md, "GPU").
 
 A round of growth:
 1. `_expand`: every (frontier voxel, neighbour) pair; a neighbour that is free (allowed,
