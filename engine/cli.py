@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.atomic import write_json
 from engine.config import apply_overrides, config_from_dict, config_to_dict, load_config
-from engine.errors import Cancelled, IsrfError
+from engine.errors import Cancelled, IsrfError, where
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.toml"
@@ -186,13 +186,15 @@ def cmd_segment(args) -> None:
     summary = {"checkpoint": str(args.checkpoint), "segments": []}
     for item in strokes.segments:
         session.add_segment(item.name, item.params)
-        results = [session.stroke(item.name, stroke) for stroke in item.strokes]
-        for result in results:
+        for number, stroke in enumerate(item.strokes, 1):
+            with where(f"{args.strokes}: segment {item.name!r}, stroke {number}"):
+                result = session.stroke(item.name, stroke)
             print(f"{item.name}: {result.label} stroke, {result.pixels} px -> {result.region} "
                   f"voxels ({result.rounds} growth rounds, {result.seconds:.2f} s); "
                   f"segment {result.mask} voxels")
         if item.refine is not None or args.refine:
-            _print_refine(session.refine(item.name, item.refine, progress=True))
+            with where(f"{args.strokes}: segment {item.name!r}"):
+                _print_refine(session.refine(item.name, item.refine, progress=True))
     session_path = session.save(args.out / "session.npz")
     for item in strokes.segments:
         out_dir = args.out / item.name

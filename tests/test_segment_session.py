@@ -333,6 +333,13 @@ def test_cli_refuses_bad_strokes_files_and_settings(trained, tmp_path, capsys):
                                               "refine": {"steps": 0}}]}))
     assert main([*args, "--strokes", str(bad)]) == 2
     assert "segments.0.refine.steps: Input should be greater than or equal to 1" in capsys.readouterr().err
+    # a stroke that only the session can refuse: the message names its file, segment, place
+    background = {**_positive(trained[1], 1), "polylines": [[[1, 1]]], "radius": 1}
+    bad.write_text(json.dumps({"segments": [{"name": "x", "strokes": [_positive(trained[1], 1),
+                                                                       background]}]}))
+    assert main([*args, "--strokes", str(bad)]) == 2
+    assert f"{bad}: segment 'x', stroke 2: the stroke touches no part of the scene" \
+        in capsys.readouterr().err
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"segments": [{"name": "x", "strokes": [_positive(trained[1], 1)]}]}))
     assert main([*args, "--strokes", str(good), "--set", "train.steps=3"]) == 2
@@ -369,6 +376,14 @@ def test_benchmark_specs_are_validated(trained, tmp_path, capsys):
     (tmp_path / "spec.json").write_text(json.dumps(spec))
     assert main(["eval", "--benchmark", str(tmp_path / "spec.json"), "--device", "cpu"]) == 2
     assert "version" in capsys.readouterr().err
+    # a valid spec whose second object's first stroke paints only background
+    spec = json.loads(trained[1].read_text())
+    spec["objects"][1]["strokes"][0]["polylines"] = [[[1, 1]]]
+    (tmp_path / "spec.json").write_text(json.dumps({**spec, "scene": str(trained[1].parent / spec["scene"]),
+                                                   "checkpoint": str(trained[0])}))
+    assert main(["eval", "--benchmark", str(tmp_path / "spec.json"), "--device", "cpu"]) == 2
+    assert "benchmark: object 'object_2', stroke 1: the stroke touches no part of the scene" \
+        in capsys.readouterr().err
 
 
 @pytest.mark.cuda

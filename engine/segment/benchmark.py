@@ -29,7 +29,7 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from engine.errors import IsrfError
+from engine.errors import IsrfError, where
 from engine.segment.strokes import Refine, Stroke, StrokeCamera, load_json_file, mask_to_polylines
 
 BENCHMARK_FORMAT = "isrf-benchmark"
@@ -113,10 +113,11 @@ def run_benchmark(scene, spec: Benchmark, spec_dir: Path, progress: bool = True,
             raise IsrfError(f"benchmark: object {name!r} appears twice")
         session.add_segment(name, item.params)
         latencies = []
-        for stroke in item.strokes:
-            if isinstance(stroke, ScribbleStroke):
-                stroke = _scribble_as_stroke(stroke, scene_dir, session.cameras)
-            latencies.append(session.stroke(name, stroke).seconds)
+        for number, stroke in enumerate(item.strokes, 1):
+            with where(f"benchmark: object {name!r}, stroke {number}"):
+                if isinstance(stroke, ScribbleStroke):
+                    stroke = _scribble_as_stroke(stroke, scene_dir, session.cameras)
+                latencies.append(session.stroke(name, stroke).seconds)
         row = {"name": name}
         if item.refine is not None or refine:
             row["refine_seconds"] = session.refine(name, item.refine).seconds
