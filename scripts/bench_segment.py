@@ -82,6 +82,16 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
+def _kernels_used(device) -> str:
+    """The growth kernels this process's strokes ran: on a GPU with Triton the fused ones,
+    unless they failed once (grow.py then warns, on stderr, and uses PyTorch's)."""
+    from engine.segment import grow, grow_fused
+
+    if device.type != "cuda" or not grow_fused.usable(device):
+        return "torch"
+    return "torch (the fused kernels failed)" if grow._fused_failed else "triton"
+
+
 def _open_session(device, checkpoint: Path):
     """(scene, its segmentation session, seconds the session took to start)."""
     import torch
@@ -260,6 +270,7 @@ def case_fern_320(device, checkpoint: Path) -> dict:
         replay(lambda name, stroke: session.stroke(name, stroke))
     fields = [scene.field, scene.features]
     return {**_stroke_summary(scene, setup, latencies), **_stage_summary(staged),
+            "kernels": _kernels_used(device),
             "mask_voxels": int(session.mask(segments[-1].name).sum()),
             **({"stroke_peak_heap_mb": max(stroke_heap)} if stroke_heap else {}),
             "feature_dims": session.domain.features.shape[1],
@@ -364,7 +375,7 @@ def case_growth_rounds(device, checkpoint: Path) -> dict:
 
     # What a stroke uses ("auto"); on a GPU, PyTorch's operations too, for comparison.
     fused = device.type == "cuda" and grow_fused.usable(device)
-    row = {"grid": "1000x3x3, 320^3", "kernels": "triton" if fused else "torch"}
+    row = {"grid": "1000x3x3, 320^3"}
     for kernels, prefix in [("auto", "")] + ([("torch", "torch_")] if fused else []):
         thin = grow_and_propagate(line_domain, seed, kernels)
         thick = grow_and_propagate(ball_domain, centre, kernels)
@@ -374,7 +385,8 @@ def case_growth_rounds(device, checkpoint: Path) -> dict:
             f"{prefix}ball_rounds": thick["rounds"],
             f"{prefix}ball_grow_s": round(thick["grow_s"], 3),
             f"{prefix}ball_propagate_s": round(thick["propagate_s"], 3)})
-    return {**row, "ball_voxels": ball_domain.size, **_peak_mb(device)}
+    return {**row, "kernels": _kernels_used(device), "ball_voxels": ball_domain.size,
+            **_peak_mb(device)}
 
 
 def markdown(rows: list[dict]) -> str:
@@ -393,6 +405,8 @@ def markdown(rows: list[dict]) -> str:
                 result += ("; p50 ms by stage: " +
                            ", ".join(f"{k} {v}" for k, v in r["stage_p50_ms"].items()) +
                            f" ({r['growth_rounds_p50']} growth rounds, {r['growth_rounds_max']} at most)")
+            if "kernels" in r:
+                result += f"; growth kernels: {r['kernels']}"
         elif r["case"] == "refine_default":
             result = (f"mean IoU {r['mean_eval'][0]} -> {r['mean_eval'][1]}, voxels alone "
                       f"{r['mean_voxels_alone'][0]} -> {r['mean_voxels_alone'][1]}; "
