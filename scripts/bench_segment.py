@@ -85,11 +85,9 @@ def _sync(device) -> None:
 def _kernels_used(device) -> str:
     """The growth kernels this process's strokes ran: on a GPU with Triton the fused ones,
     unless they failed once (grow.py then warns, on stderr, and uses PyTorch's)."""
-    from engine.segment import grow, grow_fused
+    from engine.segment import grow
 
-    if device.type != "cuda" or not grow_fused.usable(device):
-        return "torch"
-    return "torch (the fused kernels failed)" if grow._fused_failed else "triton"
+    return "torch (the fused kernels failed)" if grow._fused_failed else grow.auto_kernels(device)
 
 
 def _open_session(device, checkpoint: Path):
@@ -327,7 +325,7 @@ def case_growth_rounds(device, checkpoint: Path) -> dict:
     import torch
 
     from engine.config import SegmentConfig
-    from engine.segment import grow_fused
+    from engine.segment import grow
     from engine.segment.grow import bilateral_grow, propagate
     from engine.segment.voxels import VoxelDomain, feature_dtype
 
@@ -374,7 +372,7 @@ def case_growth_rounds(device, checkpoint: Path) -> dict:
     centre = (ball_domain.coords.float() - 159.5).norm(dim=1) < 2
 
     # What a stroke uses ("auto"); on a GPU, PyTorch's operations too, for comparison.
-    fused = device.type == "cuda" and grow_fused.usable(device)
+    fused = grow.auto_kernels(device) == "triton"
     row = {"grid": "1000x3x3, 320^3"}
     for kernels, prefix in [("auto", "")] + ([("torch", "torch_")] if fused else []):
         thin = grow_and_propagate(line_domain, seed, kernels)

@@ -46,11 +46,17 @@ def masks_frontier(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
+def auto_kernels(device: torch.device) -> Literal["torch", "triton"]:
+    """What "auto" runs on `device` now: the fused kernels on a GPU with Triton, unless
+    they failed once in this process."""
+    fused = device.type == "cuda" and grow_fused.usable(device) and not _fused_failed
+    return "triton" if fused else "torch"
+
+
 def _run(kernels: Kernels, device: torch.device, fused, reference):
     """`fused()` or `reference()` as `kernels` asks (see the module docstring)."""
     global _fused_failed
-    if kernels == "torch" or (kernels == "auto" and (
-            device.type != "cuda" or _fused_failed or not grow_fused.usable(device))):
+    if kernels == "torch" or (kernels == "auto" and auto_kernels(device) == "torch"):
         return reference()
     if kernels == "triton":
         if not grow_fused.usable(device):
@@ -70,7 +76,7 @@ def warm_up(device: torch.device, features: torch.dtype) -> None:
     """Compile the fused kernels for `device` and a domain of `features` dtype now (about
     a second each the first time on a machine, then from Triton's disk cache) instead of
     in the first stroke. Nothing to do where "auto" does not use them."""
-    if device.type != "cuda" or _fused_failed or not grow_fused.usable(device):
+    if auto_kernels(device) == "torch":
         return
     coords = torch.nonzero(torch.ones(4, 4, 4, dtype=torch.bool, device=device))
     domain = VoxelDomain.create(coords, [4, 4, 4], torch.ones(64, 1, dtype=features, device=device))
