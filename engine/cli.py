@@ -160,7 +160,7 @@ def cmd_render(args) -> None:
     _print_metrics(scene.render_views(args.views, args.out, features=args.features), args.out)
 
 
-def _scene_with_overrides(checkpoint: Path, overrides: list[str], device):
+def scene_with_overrides(checkpoint: Path, overrides: list[str], device):
     """A trained scene, with `--set segment.*` / `mesh.*` applied to its config."""
     from engine.scene import Scene
 
@@ -181,7 +181,7 @@ def cmd_segment(args) -> None:
     from engine.segment.strokes import load_strokes_file
 
     strokes = load_strokes_file(args.strokes)
-    scene = _scene_with_overrides(args.checkpoint, args.overrides, args.device)
+    scene = scene_with_overrides(args.checkpoint, args.overrides, args.device)
     session = scene.segmentation
     summary = {"checkpoint": str(args.checkpoint), "segments": []}
     for item in strokes.segments:
@@ -228,7 +228,7 @@ def cmd_eval(args) -> None:
         if spec.checkpoint is None:
             raise IsrfError(f"{args.benchmark}: names no checkpoint; give --checkpoint")
         checkpoint = spec_dir / spec.checkpoint
-    scene = _scene_with_overrides(checkpoint, args.overrides, args.device)
+    scene = scene_with_overrides(checkpoint, args.overrides, args.device)
     results = run_benchmark(scene, spec, spec_dir, refine=args.refine)
     results = {"benchmark": str(args.benchmark), "checkpoint": str(checkpoint), **results}
     print(format_table(results))

@@ -6,8 +6,11 @@ Writes a NeRF / instant-ngp style data set with exact instance masks:
     OUT/images/r_XXX.png  RGBA Cycles renders, transparent background
     OUT/masks/r_XXX.png   8-bit instance ids (0 background, 1 table, 2.. objects)
     OUT/objects.json      names of the ids
+    OUT/meshes/NAME.ply   each object's true surface (triangles, world frame): the ground
+                          truth scripts/bench_mesh.py scores extracted meshes against
 
 Usage: .venv/bin/python scripts/make_default_scene.py --out scenes/default
+       (--meshes-only: write only OUT/meshes/, for a scene rendered before they existed)
 
 A re-run gives byte-identical masks and JSON files. The images repeat except for a few
 pixels one level apart: Cycles' path tracing is exact, but OpenImageDenoise's result
@@ -28,6 +31,7 @@ from typing import Callable
 
 import bpy
 import numpy as np
+import trimesh
 from mathutils import Vector
 from PIL import Image
 
@@ -440,6 +444,23 @@ def objects_json(objects: list[bpy.types.Object]) -> dict:
     }
 
 
+def write_meshes(objects: list[bpy.types.Object], out_dir: Path) -> None:
+    """Each object's evaluated mesh, triangulated, in world coordinates -> NAME.ply."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    for obj in objects:
+        mesh = obj.evaluated_get(depsgraph).to_mesh()
+        mesh.calc_loop_triangles()
+        coords = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
+        mesh.vertices.foreach_get("co", coords)
+        triangles = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int64)
+        mesh.loop_triangles.foreach_get("vertices", triangles)
+        matrix = np.array(obj.matrix_world)
+        world = coords.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
+        trimesh.Trimesh(world, triangles.reshape(-1, 3), process=False).export(out_dir / f"{obj.name}.ply")
+        obj.evaluated_get(depsgraph).to_mesh_clear()
+
+
 def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
@@ -450,6 +471,7 @@ def make_default_scene(out_dir: str | Path, views: int = 72, size: int = 200, sa
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
     scene, camera, objects = build_scene(size)
+    write_meshes(objects, out / "meshes")
     positions = camera_positions(views)
     configure_output(scene)
 
@@ -492,13 +514,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int_at_least(16), default=200, help="image width = height in px (default 200)")
     parser.add_argument("--samples", type=int_at_least(1), default=32, help="Cycles samples per pixel (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="Cycles sampling seed (default 0)")
+    parser.add_argument("--meshes-only", action="store_true",
+                        help="write only OUT/meshes/ (the objects' true surfaces), render nothing")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
-    make_default_scene(args.out, args.views, args.size, args.samples, args.seed)
+    if args.meshes_only:
+        write_meshes(build_scene(args.size)[2], args.out.resolve() / "meshes")
+    else:
+        make_default_scene(args.out, args.views, args.size, args.samples, args.seed)
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import trimesh
 from PIL import Image
 
 pytestmark = pytest.mark.skipif(
@@ -100,6 +101,30 @@ def test_rerun_gives_images_equal_to_one_level(runs):
         pixels_b = np.asarray(Image.open(b), dtype=np.int16)
         difference = np.abs(pixels_a - pixels_b).max(axis=-1)
         assert difference.max() <= 1 and (difference > 0).mean() < 0.01, a.name
+
+
+def test_true_surfaces_are_written_in_world_coordinates(runs, tmp_path):
+    objects = [item["name"] for item in load_json(runs[0] / "objects.json")["objects"]]
+    assert sorted(p.stem for p in (runs[0] / "meshes").glob("*.ply")) == sorted(objects)
+    table = trimesh.load(runs[0] / "meshes" / "table.ply")
+    np.testing.assert_allclose(table.bounds, [[-1.2, -0.9, -0.08], [1.2, 0.9, 0]], atol=1e-6)
+    cube = trimesh.load(runs[0] / "meshes" / "checker_cube.ply")
+    assert cube.is_watertight and cube.volume == pytest.approx(0.42**3, rel=1e-5)
+    assert cube.bounds[0, 2] == pytest.approx(0, abs=1e-6)       # standing on the table
+    lo, hi = np.array(load_json(runs[0] / "transforms.json")["aabb"])
+    for name in objects:
+        bounds = trimesh.load(runs[0] / "meshes" / f"{name}.ply").bounds
+        assert (bounds[0] >= lo).all() and (bounds[1] <= hi).all()
+    # --meshes-only writes the same surfaces and nothing else (Blender may split a
+    # sphere's non-planar quads along the other diagonal: same vertices, same area)
+    result = run_generator(["--out", str(tmp_path / "only"), "--meshes-only"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "only").iterdir()] == ["meshes"]
+    for name in objects:
+        again = trimesh.load(tmp_path / "only" / "meshes" / f"{name}.ply", process=False)
+        first = trimesh.load(runs[0] / "meshes" / f"{name}.ply", process=False)
+        np.testing.assert_array_equal(again.vertices, first.vertices)
+        assert again.area == pytest.approx(first.area, rel=1e-4)
 
 
 @pytest.mark.parametrize("option", ["--views=0", "--size=8", "--samples=0", "--views=two"])
