@@ -251,6 +251,12 @@ class MeshConfig:
     """Keep only the largest connected piece (drops floaters)."""
     max_faces: NonNegativeInt = 200_000
     """Face budget: larger meshes are decimated (quadric error) down to it; 0: no limit."""
+    fill_cavities: Bool = True
+    """Fill the empty pockets the material encloses (a field's objects are often hollow
+    shells): the mesh is the outside surface only, with no shells hidden inside it."""
+    surface_smoothing: NonNegativeInt = 10
+    """Iterations of Taubin smoothing of the mesh (it does not shrink it): evens out the
+    voxel-scale ripples of a field's surfaces; 0: none."""
     frame: Literal["capture", "scene"] = "capture"
     """`capture`: the world frame of the input poses (transforms.json / poses_bounds.npy);
     `scene`: the engine's normalised frame the cameras are expressed in."""

@@ -14,6 +14,7 @@ from engine.config import FieldConfig, MeshConfig
 from engine.errors import IsrfError
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace
+from engine.mesh.accuracy import mesh_roughness
 from engine.mesh.export import save_mesh
 from engine.mesh.extract import extract_mesh, field_to_scene
 from engine.field import spaces
@@ -23,9 +24,12 @@ RADIUS = 0.5
 BOUNDED = RaySpace("bounded", (1.0, 1.0, 1.0))
 
 
-def _sphere_field(extra_ball: tuple | None = None) -> RadianceField:
+def _sphere_field(extra_ball: tuple | None = None, hollow: float = 0.0, ripples: float = 0.0
+                  ) -> RadianceField:
     """A 64^3 field on [-1, 1]^3 whose opacity crosses 0.5 exactly on the sphere
-    |x - CENTRE| = RADIUS (raw density linear in the distance to the surface)."""
+    |x - CENTRE| = RADIUS (raw density linear in the distance to the surface).
+    hollow: the radius of an empty pocket inside it; ripples: the amplitude (voxels) of
+    random voxel-to-voxel noise in the surface's position."""
     torch.manual_seed(0)
     field = RadianceField(FieldConfig(), -torch.ones(3), torch.ones(3), num_voxels=64**3)
     n = field.resolution
@@ -35,6 +39,10 @@ def _sphere_field(extra_ball: tuple | None = None) -> RadianceField:
     if extra_ball is not None:
         centre, radius = extra_ball
         signed = torch.maximum(signed, radius - (points - torch.tensor(centre)).norm(dim=-1))
+    if hollow:
+        signed = torch.minimum(signed, (points - CENTRE).norm(dim=-1) - hollow)
+    if ripples:
+        signed = signed + (torch.rand(signed.shape) * 2 - 1) * ripples * field.voxel_size
     # the mesh's opacity 1 - exp(-thickness * softplus(raw + shift)) is 0.5 where
     # softplus(raw + shift) = ln 2 / thickness
     surface = math.log(math.expm1(math.log(2) / MeshConfig().thickness))
@@ -87,6 +95,30 @@ def test_vertex_colours_are_the_fields_seen_head_on():
     colours = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(float) / 255
     assert np.abs(colours - expected.numpy()).max() <= 0.5 / 255 + 1e-6
     assert colours.std() > 0.001                                       # not one flat colour
+
+
+def test_enclosed_pockets_are_filled():
+    """A hollow ball (a field's objects are often shells): one outside surface, unless
+    fill_cavities is off, which gives a second, inner one."""
+    field = _sphere_field(hollow=0.3)
+    filled = extract_mesh(field, BOUNDED, torch.eye(4), _scene_config())
+    assert len(filled.split(only_watertight=False)) == 1
+    assert filled.volume == pytest.approx(4 / 3 * math.pi * RADIUS**3, rel=0.02)
+    shells = extract_mesh(field, BOUNDED, torch.eye(4), _scene_config(fill_cavities=False))
+    assert len(shells.split(only_watertight=False)) == 2
+    assert shells.volume == pytest.approx(4 / 3 * math.pi * (RADIUS**3 - 0.3**3), rel=0.03)
+
+
+def test_surface_smoothing_evens_out_ripples_without_shrinking():
+    field = _sphere_field(ripples=1.0)
+    radii, roughness = {}, {}
+    for iterations in (0, 10):
+        mesh = extract_mesh(field, BOUNDED, torch.eye(4), _scene_config(surface_smoothing=iterations))
+        radii[iterations] = np.linalg.norm(mesh.vertices - CENTRE.numpy(), axis=1)
+        roughness[iterations] = mesh_roughness(mesh)
+    assert roughness[0] > 25 and roughness[10] < 0.8 * roughness[0]     # degrees
+    assert radii[10].std() < 0.9 * radii[0].std()
+    assert abs(radii[10].mean() - radii[0].mean()) < 0.1 * field.voxel_size
 
 
 def test_a_mask_cuts_the_mesh_and_closes_it():

@@ -5,9 +5,12 @@
    grids are cheap).
 2. Optional Gaussian smoothing of the segment's voxel mask (so cuts through material are
    smooth rather than staircases; the field's own surfaces are already smooth, and
-   smoothing a thin soft shell would erase it) and removal of every connected piece but
-   the largest.
-3. scikit-image's marching cubes at `level`, then quadric decimation to the face budget.
+   smoothing a thin soft shell would erase it), removal of every connected piece but
+   the largest, and filling of the empty pockets the material encloses (no hidden
+   shells inside the mesh).
+3. scikit-image's marching cubes at `level`, Taubin smoothing of the mesh (trimesh: the
+   voxel-scale ripples of a field's surfaces even out, the mesh does not shrink), then
+   quadric decimation to the face budget.
 4. Each vertex takes the colour the field gives it seen head-on (view direction = minus
    its normal; forward-facing scenes: seen from the reference camera).
 5. Vertices are mapped from the field's space to the scene frame (NDC back to world,
@@ -73,6 +76,8 @@ def extract_mesh(field: RadianceField, space: RaySpace, to_scene: torch.Tensor,
     volume = (opacity.cpu().numpy()[box] * keep).astype(np.float32)
     if config.largest_component:
         volume = _keep_largest(volume, config.level)
+    if config.fill_cavities:
+        volume = _fill_cavities(volume, config.level)
     if volume.max() <= config.level:
         raise IsrfError(f"the segment's opacity never reaches mesh.level {config.level}: "
                         "nothing to mesh (lower the level)")
@@ -80,6 +85,8 @@ def extract_mesh(field: RadianceField, space: RaySpace, to_scene: torch.Tensor,
     grid_vertices, faces, _, _ = marching_cubes(volume, config.level)
     offset = np.array([s.start for s in box], np.float32) - 1
     mesh = trimesh.Trimesh(grid_vertices + offset, faces[:, ::-1], process=False)
+    if config.surface_smoothing:   # Taubin's filter: evens out ripples without shrinking
+        trimesh.smoothing.filter_taubin(mesh, iterations=config.surface_smoothing)
     if config.max_faces and len(mesh.faces) > config.max_faces:
         mesh = mesh.simplify_quadric_decimation(face_count=config.max_faces)
     device = field.box_min.device
@@ -96,6 +103,12 @@ def extract_mesh(field: RadianceField, space: RaySpace, to_scene: torch.Tensor,
         world = scene_to_capture(world, to_scene)
     return trimesh.Trimesh(world.cpu().numpy(), np.asarray(mesh.faces),
                            vertex_colors=colours, process=False)
+
+
+def _fill_cavities(volume: np.ndarray, level: float) -> np.ndarray:
+    """The volume with every empty pocket that material encloses set to 1 (opaque)."""
+    solid = ndimage.binary_fill_holes(volume > level)
+    return np.where(solid & (volume <= level), np.float32(1), volume)
 
 
 def vertex_colours(field: RadianceField, points: torch.Tensor, view_dirs: torch.Tensor
