@@ -6,6 +6,7 @@ held-out photographs, roughness, faces, handles (genus) and pieces, and meshing 
 
     .venv/bin/python scripts/bench_mesh.py                                  # the defaults
     .venv/bin/python scripts/bench_mesh.py --case plain --set mesh.surface_smoothing=0
+    .venv/bin/python scripts/bench_mesh.py --sheet     # and a contact sheet of the meshes
 
 Needs the main job's checkpoint (runs/default/checkpoint.pt; `./scripts/demo.sh` writes
 it) and the scene's true surfaces (scenes/default/meshes/; written with the scene, or, for
@@ -18,8 +19,10 @@ and .md under the case's name (other cases' rows are kept).
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +54,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--checkpoint", type=Path, default=CHECKPOINT)
     parser.add_argument("--session", type=Path, help="segments saved by --save-session")
     parser.add_argument("--save-session", type=Path, help="save the segments made here")
+    parser.add_argument("--sheet", action="store_true",
+                        help="also render the meshes into mesh_<device>_<case>.jpg "
+                             "(scripts/render_meshes.py: holes and skirts that scores miss)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--results", type=Path, default=REPO / "bench_results")
     return parser.parse_args()
@@ -84,38 +90,59 @@ def main() -> None:
             scene.segmentation.save(args.save_session)
 
     truths = true_surfaces(scene_dir, names)
+    context = scoring_context(scene, truths)
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_mesh_") as folder:
+        for name in names:
+            start = time.perf_counter()
+            mesh = scene.mesh(name)
+            seconds = time.perf_counter() - start
+            mesh.export(Path(folder) / f"{name}.ply")
+            rows.append({"case": args.case, "object": name, "settings": args.set,
+                         "seconds": seconds, **scores_of(mesh, truths[name], context)})
+            print(f"{name:16s} F@0.02 {rows[-1]['fscore_0.02']:.3f} "
+                  f"accuracy {rows[-1]['accuracy']:.4f} completeness {rows[-1]['completeness']:.4f} "
+                  f"faces {len(mesh.faces)} {seconds:.2f} s", flush=True)
+        rows.append(mean_row(args.case, args.set, rows))
+        save_rows(args.results, f"mesh_{args.device}", rows, case_order=None, markdown=markdown)
+        if args.sheet:
+            stem = f"mesh_{args.device}_{re.sub(r'[^A-Za-z0-9]+', '_', args.case)}"
+            subprocess.run([sys.executable, str(REPO / "scripts" / "render_meshes.py"), "--out",
+                            str(args.results / f"{stem}.jpg"),
+                            *(str(Path(folder) / f"{name}.ply") for name in names)], check=True)
+
+
+def scoring_context(scene, truths: dict[str, trimesh.Trimesh]) -> dict:
+    """What scoring every object needs once: the cameras, the true scene's depth buffers
+    in every view, and the held-out views' photographs."""
     cameras, to_scene = scene.data.cameras.to("cpu"), scene.data.to_scene.cpu()
-    rotation = to_scene[:3, :3].double().numpy()
     whole = trimesh.util.concatenate(list(truths.values()))
     occluders, _ = accuracy.surface_samples(whole, int(whole.area * OCCLUDER_DENSITY))
     all_views = list(range(len(cameras)))
     buffers = accuracy.depth_buffers(cameras, all_views, to_cameras_frame(occluders, to_scene))
     test_views = scene.data.test_ids
-    test_buffers = buffers[test_views]
-    photographs = [scene.data.image_float(view).cpu().numpy() for view in test_views]
+    return {"cameras": cameras, "to_scene": to_scene, "rotation": to_scene[:3, :3].double().numpy(),
+            "all_views": all_views, "buffers": buffers, "test_views": test_views,
+            "test_buffers": buffers[test_views],
+            "photographs": [scene.data.image_float(view).cpu().numpy() for view in test_views]}
 
-    rows = []
-    for name in names:
-        start = time.perf_counter()
-        mesh = scene.mesh(name)
-        seconds = time.perf_counter() - start
-        points, normals = accuracy.surface_samples(truths[name], TRUTH_SAMPLES)
-        seen = accuracy.seen(cameras, all_views, buffers, to_cameras_frame(points, to_scene),
-                             normals @ rotation.T)
-        scores = accuracy.surface_scores(mesh, points, seen, TAUS)
-        colour = accuracy.colour_error(mesh, to_cameras_frame(np.asarray(mesh.vertices), to_scene),
-                                       cameras, test_views, test_buffers, photographs)
-        rows.append({"case": args.case, "object": name, "settings": args.set,
-                     "seconds": seconds, "faces": len(mesh.faces),
-                     "genus": (2 - mesh.euler_number) // 2 if mesh.is_watertight else None,
-                     "pieces": len(mesh.split(only_watertight=False)),
-                     "roughness_deg": accuracy.mesh_roughness(mesh),
-                     "truth_seen": float(seen.mean()), "colour_error": colour, **scores})
-        print(f"{name:16s} F@0.01 {scores['fscore_0.01']:.3f} F@0.02 {scores['fscore_0.02']:.3f} "
-              f"acc {scores['accuracy']:.4f} comp {scores['completeness']:.4f} "
-              f"colour {colour:5.1f} faces {len(mesh.faces)} {seconds:.2f} s", flush=True)
-    rows.append(mean_row(args.case, args.set, rows))
-    save_rows(args.results, f"mesh_{args.device}", rows, case_order=None, markdown=markdown)
+
+def scores_of(mesh: trimesh.Trimesh, truth: trimesh.Trimesh, context: dict) -> dict:
+    """Every score of one object's mesh against its true surface (`truth`)."""
+    cameras, to_scene, rotation = context["cameras"], context["to_scene"], context["rotation"]
+    points, normals = accuracy.surface_samples(truth, TRUTH_SAMPLES)
+    seen = accuracy.seen(cameras, context["all_views"], context["buffers"],
+                         to_cameras_frame(points, to_scene), normals @ rotation.T)
+    vertices = to_cameras_frame(np.asarray(mesh.vertices), to_scene)
+    colour = accuracy.colour_error(mesh, vertices, cameras, context["test_views"],
+                                   context["test_buffers"], context["photographs"])
+    return {"faces": len(mesh.faces),
+            "genus": (2 - mesh.euler_number) // 2 if mesh.is_watertight else None,
+            "pieces": len(mesh.split(only_watertight=False)),
+            "roughness_deg": accuracy.mesh_roughness(mesh),
+            "truth_seen": float(seen.mean()), "colour_error": colour,
+            **accuracy.surface_scores(mesh, points, seen, TAUS)}
 
 
 def mean_row(case: str, settings: list[str], rows: list[dict]) -> dict:
