@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import trimesh
+from scipy import ndimage
 
 from engine.config import FieldConfig, MeshConfig
 from engine.errors import IsrfError
@@ -16,7 +17,7 @@ from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace
 from engine.mesh.accuracy import mesh_roughness
 from engine.mesh.export import save_mesh
-from engine.mesh.extract import extract_mesh, field_to_scene
+from engine.mesh.extract import _fill_cavities, extract_mesh, field_to_scene
 from engine.field import spaces
 
 CENTRE = torch.tensor([0.2, -0.1, 0.05])
@@ -107,6 +108,15 @@ def test_enclosed_pockets_are_filled():
     shells = extract_mesh(field, BOUNDED, torch.eye(4), _scene_config(fill_cavities=False))
     assert len(shells.split(only_watertight=False)) == 2
     assert shells.volume == pytest.approx(4 / 3 * math.pi * (RADIUS**3 - 0.3**3), rel=0.03)
+
+
+def test_pockets_are_what_scipy_calls_holes():
+    volume = np.random.default_rng(0).random((40, 30, 20)).astype(np.float32)
+    filled = _fill_cavities(volume, 0.3)
+    expected = ndimage.binary_fill_holes(volume > 0.3)
+    np.testing.assert_array_equal(filled > 0.3, expected)
+    assert (filled > 0.3).sum() > (volume > 0.3).sum()       # there were pockets to fill
+    np.testing.assert_array_equal(filled[volume > 0.3], volume[volume > 0.3])
 
 
 def test_surface_smoothing_evens_out_ripples_without_shrinking():
