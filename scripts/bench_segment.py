@@ -141,7 +141,7 @@ def _stage_timers(device):
     patches = [(session_module.SegmentationSession, "stroke", stroke),
                (session_module.SegmentationSession, "_stroke_view", lambda f: timed("rays", f)),
                (session_module, "stroke_centres", lambda f: timed("kmeans", f)),
-               (VoxelDomain, "nearest_distance", lambda f: timed("distances", f)),
+               (VoxelDomain, "nearest_distances", lambda f: timed("distances", f)),
                (region, "propagate", lambda f: timed("seeds", f)),
                (region, "bilateral_grow", lambda f: timed("growth", f))]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]

@@ -167,6 +167,23 @@ def _domain(occupied: np.ndarray, features: np.ndarray) -> VoxelDomain:
     return VoxelDomain.create(coords, list(occupied.shape), unit)
 
 
+def test_distances_to_several_centre_sets_in_one_pass(monkeypatch):
+    """nearest_distances(a, b) gives, in chunks, what each set's brute-force nearest
+    squared distance is."""
+    monkeypatch.setattr("engine.segment.voxels.CHUNK", 1000)       # several chunks
+    rng = np.random.default_rng(0)
+    occupied = rng.random((20, 20, 10)) < 0.8
+    domain = _domain(occupied, rng.normal(size=(20, 20, 10, 8)))
+    a, b = (torch.nn.functional.normalize(torch.from_numpy(rng.normal(size=(k, 8))).float(), dim=-1)
+            for k in (3, 5))
+    to_a, to_b = domain.nearest_distances(a, b)
+    for centres, got in ((a, to_a), (b, to_b)):
+        expected = torch.cdist(domain.features.float(), centres).pow(2).amin(1)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(domain.nearest_distance(b), to_b)
+    assert domain.size > 2000
+
+
 def _rows(domain: VoxelDomain, mask: np.ndarray) -> torch.Tensor:
     """A bool grid [X, Y, Z] as a domain mask [M]."""
     c = domain.coords.long()

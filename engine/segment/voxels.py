@@ -167,12 +167,22 @@ class VoxelDomain:
     def nearest_distance(self, centres: torch.Tensor) -> torch.Tensor:
         """Squared L2 [M] from each voxel's feature to the nearest of centres [K, D]
         (all unit length, so |a - b|^2 = 2 - 2 a.b)."""
-        centres = F.normalize(centres.float(), dim=-1).to(self.device)
-        best = []
+        return self.nearest_distances(centres)[0]
+
+    def nearest_distances(self, *centre_sets: torch.Tensor) -> list[torch.Tensor]:
+        """`nearest_distance` to each set of centres [K_i, D], in one pass over the
+        features: reading them is most of the time at large grids (7.3M voxels of fern
+        at 320^3: 1.9 GB in fp32), so two sets cost about what one does."""
+        sets = [F.normalize(c.float(), dim=-1).to(self.device) for c in centre_sets]
+        centres = torch.cat(sets)
+        ends = torch.tensor([len(c) for c in sets]).cumsum(0).tolist()
+        best = [[] for _ in sets]
         for start in range(0, self.size, CHUNK):
-            chunk = self.features[start:start + CHUNK].float()
+            dots = self.features[start:start + CHUNK].float() @ centres.T      # [C, sum K_i]
             # The largest dot product is the nearest centre: one [C] vector to turn into
             # distances instead of the whole [C, K] matrix (the same numbers; measured
             # 1.7x faster).
-            best.append((2 - 2 * (chunk @ centres.T).amax(1)).clamp_min(0))
-        return torch.cat(best) if best else torch.zeros(0, device=self.device)
+            for parts, begin, end in zip(best, [0] + ends[:-1], ends):
+                parts.append((2 - 2 * dots[:, begin:end].amax(1)).clamp_min(0))
+        empty = torch.zeros(0, device=self.device)
+        return [torch.cat(parts) if parts else empty for parts in best]
