@@ -248,7 +248,8 @@ class MeshConfig:
     """Gaussian smoothing of the segment's voxel mask before it multiplies the opacity
     (sigma, voxels; 0: none): smooth cuts where the segment ends inside material."""
     largest_component: Bool = True
-    """Keep only the largest connected piece (drops floaters)."""
+    """Keep only the largest connected piece of the material, then of its surface (drops
+    floaters, and slivers that touch the rest only at a voxel's corner)."""
     max_faces: NonNegativeInt = 200_000
     """Face budget: larger meshes are decimated (quadric error) down to it; 0: no limit."""
     fill_cavities: Bool = True

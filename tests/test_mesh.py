@@ -3,6 +3,7 @@ vertex colours from the field, options and file formats."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -105,9 +106,28 @@ def test_enclosed_pockets_are_filled():
     filled = extract_mesh(field, BOUNDED, torch.eye(4), _scene_config())
     assert len(filled.split(only_watertight=False)) == 1
     assert filled.volume == pytest.approx(4 / 3 * math.pi * RADIUS**3, rel=0.02)
-    shells = extract_mesh(field, BOUNDED, torch.eye(4), _scene_config(fill_cavities=False))
+    shells = extract_mesh(field, BOUNDED, torch.eye(4),
+                          _scene_config(fill_cavities=False, largest_component=False))
     assert len(shells.split(only_watertight=False)) == 2
     assert shells.volume == pytest.approx(4 / 3 * math.pi * (RADIUS**3 - 0.3**3), rel=0.03)
+
+
+def test_material_touching_at_a_corner_is_not_kept_as_a_sliver():
+    """Two blocks of material that share only a voxel's corner are one 26-connected
+    piece, but two surfaces: the mesh keeps the larger one."""
+    field = RadianceField(FieldConfig(), -torch.ones(3), torch.ones(3), num_voxels=32**3)
+    raw = torch.full(field.resolution, -20.0)
+    raw[8:20, 8:20, 8:20] = 10.0
+    raw[20:23, 20:23, 20:23] = 10.0                  # touches the block at one corner
+    with torch.no_grad():
+        field.density.grid[0, 0] = raw
+    field.update_occupancy()
+    config = _scene_config(surface_smoothing=0)
+    both = extract_mesh(field, BOUNDED, torch.eye(4), dataclasses.replace(config, largest_component=False))
+    one = extract_mesh(field, BOUNDED, torch.eye(4), config)
+    assert len(both.split(only_watertight=False)) == 2
+    assert len(one.split(only_watertight=False)) == 1
+    assert one.is_watertight and len(one.faces) < len(both.faces)
 
 
 def test_pockets_are_what_scipy_calls_holes():

@@ -6,8 +6,8 @@
 2. Optional Gaussian smoothing of the segment's voxel mask (so cuts through material are
    smooth rather than staircases; the field's own surfaces are already smooth, and
    smoothing a thin soft shell would erase it), removal of every connected piece but
-   the largest, and filling of the empty pockets the material encloses (no hidden
-   shells inside the mesh).
+   the largest (of the material, and again of the mesh), and filling of the empty
+   pockets the material encloses (no hidden shells inside the mesh).
 3. scikit-image's marching cubes at `level`, Taubin smoothing of the mesh (trimesh: the
    voxel-scale ripples of a field's surfaces even out, the mesh does not shrink), then
    quadric decimation to the face budget.
@@ -85,6 +85,8 @@ def extract_mesh(field: RadianceField, space: RaySpace, to_scene: torch.Tensor,
     grid_vertices, faces, _, _ = marching_cubes(volume, config.level)
     offset = np.array([s.start for s in box], np.float32) - 1
     mesh = trimesh.Trimesh(grid_vertices + offset, faces[:, ::-1], process=False)
+    if config.largest_component:
+        mesh = _largest_piece(mesh)
     if config.surface_smoothing:   # Taubin's filter: evens out ripples without shrinking
         trimesh.smoothing.filter_taubin(mesh, iterations=config.surface_smoothing)
     if config.max_faces and len(mesh.faces) > config.max_faces:
@@ -103,6 +105,17 @@ def extract_mesh(field: RadianceField, space: RaySpace, to_scene: torch.Tensor,
         world = scene_to_capture(world, to_scene)
     return trimesh.Trimesh(world.cpu().numpy(), np.asarray(mesh.faces),
                            vertex_colors=colours, process=False)
+
+
+def _largest_piece(mesh: trimesh.Trimesh) -> trimesh.Trimesh:
+    """The mesh's largest edge-connected piece. Material that touches the rest only at a
+    voxel's corner or edge passes _keep_largest (26-connected) but comes out of marching
+    cubes as a separate sliver."""
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    largest = mesh.faces[labels == np.bincount(labels).argmax()]
+    kept = trimesh.Trimesh(mesh.vertices, largest, process=False)
+    kept.remove_unreferenced_vertices()
+    return kept
 
 
 def _fill_cavities(volume: np.ndarray, level: float) -> np.ndarray:
