@@ -213,16 +213,22 @@ def add_prop(prop: Prop) -> bpy.types.Object:
     return obj
 
 
+def world_vertices(obj: bpy.types.Object, mesh: bpy.types.Mesh | None = None) -> np.ndarray:
+    """[N, 3] world coordinates of the vertices of `mesh` (default: the object's own)."""
+    mesh = obj.data if mesh is None else mesh
+    coords = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
+    mesh.vertices.foreach_get("co", coords)
+    rotation = np.array(obj.matrix_world.to_3x3())
+    return coords.reshape(-1, 3) @ rotation.T + np.array(obj.matrix_world.translation)
+
+
 def world_bounds(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
     """(min, max) world coordinates of the mesh's vertices.
 
     Exact (vertices, not the corners of the local bounding box), so that rotated objects
     sit flush on the table and the scene box is tight.
     """
-    rotation = np.array(obj.matrix_world.to_3x3())
-    coords = np.empty(len(obj.data.vertices) * 3, dtype=np.float64)
-    obj.data.vertices.foreach_get("co", coords)
-    world = coords.reshape(-1, 3) @ rotation.T + np.array(obj.matrix_world.translation)
+    world = world_vertices(obj)
     return world.min(axis=0), world.max(axis=0)
 
 
@@ -451,13 +457,10 @@ def write_meshes(objects: list[bpy.types.Object], out_dir: Path) -> None:
     for obj in objects:
         mesh = obj.evaluated_get(depsgraph).to_mesh()
         mesh.calc_loop_triangles()
-        coords = np.empty(len(mesh.vertices) * 3, dtype=np.float64)
-        mesh.vertices.foreach_get("co", coords)
         triangles = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int64)
         mesh.loop_triangles.foreach_get("vertices", triangles)
-        matrix = np.array(obj.matrix_world)
-        world = coords.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
-        trimesh.Trimesh(world, triangles.reshape(-1, 3), process=False).export(out_dir / f"{obj.name}.ply")
+        trimesh.Trimesh(world_vertices(obj, mesh), triangles.reshape(-1, 3),
+                        process=False).export(out_dir / f"{obj.name}.ply")
         obj.evaluated_get(depsgraph).to_mesh_clear()
 
 

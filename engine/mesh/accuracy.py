@@ -60,17 +60,22 @@ def seen(cameras: Cameras, views: list[int], buffers: torch.Tensor, points: np.n
 def seen_in_each(cameras: Cameras, views: list[int], buffers: torch.Tensor, points: np.ndarray,
                  normals: np.ndarray) -> np.ndarray:
     """[V, P] bool: `seen` per view."""
+    return np.stack([seen for _, seen in _seen_per_view(cameras, views, buffers, points, normals)])
+
+
+def _seen_per_view(cameras: Cameras, views: list[int], buffers: torch.Tensor,
+                   points: np.ndarray, normals: np.ndarray):
+    """For each of `views`: (the points' pixel indices [P] long, which of them the view
+    sees [P] bool), as `seen` decides it."""
     where = torch.from_numpy(np.array(points, np.float32))
     facing_dirs = torch.from_numpy(np.array(normals, np.float32))
-    result = torch.zeros(len(views), len(points), dtype=torch.bool)
     for slot, view in enumerate(views):
         pixel, depth, inside = _project(cameras, view, where)
         centre = cameras.c2w[view, :3, 3].cpu()
         facing = ((centre - where) * facing_dirs).sum(-1) > 0
         nearest = buffers[slot][pixel.clamp(0, buffers.shape[1] - 1)]
         tolerance = SEEN_TOLERANCE + SEEN_PIXELS * depth / cameras.intrinsics[view, 0].cpu()
-        result[slot] = inside & facing & (depth <= nearest + tolerance)
-    return result.numpy()
+        yield pixel, (inside & facing & (depth <= nearest + tolerance)).numpy()
 
 
 def _project(cameras: Cameras, view: int, points: torch.Tensor
@@ -116,14 +121,11 @@ def colour_error(mesh: trimesh.Trimesh, vertices_in_cameras: np.ndarray, cameras
     vertices_in_cameras [V, 3]: the mesh's vertices in the cameras' frame; photographs:
     per view [H, W, 3] floats in [0, 1]; buffers: `depth_buffers` of the true scene."""
     normals = _normals_in(mesh, vertices_in_cameras)
-    visible = seen_in_each(cameras, views, buffers, vertices_in_cameras, normals)
     colours = np.asarray(mesh.visual.vertex_colors)[:, :3].astype(np.float64)
-    where = torch.from_numpy(vertices_in_cameras).float()
     errors = []
-    for slot, view in enumerate(views):
-        pixel, _, _ = _project(cameras, view, where)
-        chosen = visible[slot]
-        photo = photographs[slot].reshape(-1, 3) * 255
+    per_view = _seen_per_view(cameras, views, buffers, vertices_in_cameras, normals)
+    for (pixel, chosen), photograph in zip(per_view, photographs):
+        photo = photograph.reshape(-1, 3) * 255
         errors.append(np.abs(colours[chosen] - photo[pixel[chosen].numpy()]).mean(1))
     errors = np.concatenate(errors)
     return float(errors.mean()) if len(errors) else float("nan")

@@ -60,17 +60,15 @@ def select_region(domain: VoxelDomain, view: StrokeView, centres: torch.Tensor,
     """The region [M] a stroke selects from its `centres` [K, D] (`stroke_centres`);
     `blocked` [M] voxels are never part of it. scene_centres [S, D]: k-means centres of
     all voxel features (the background model)."""
-    rivals = None
+    centre_sets = [centres]
     if scene_centres is not None and len(scene_centres):
         unlike = (2 - 2 * scene_centres @ centres.T).amin(1) > params.grow_distance
-        rivals = scene_centres[unlike] if unlike.any() else None
-    if rivals is None:
-        distance = domain.nearest_distance(centres)                          # [M]
-    else:
-        distance, to_rivals = domain.nearest_distances(centres, rivals)      # [M] each
+        if unlike.any():
+            centre_sets.append(scene_centres[unlike])                        # the rivals
+    distance, *to_rivals = domain.nearest_distances(*centre_sets)            # [M] each
     free = torch.ones_like(distance, dtype=torch.bool) if blocked is None else ~blocked
-    if rivals is not None:
-        free &= distance <= to_rivals
+    if to_rivals:
+        free &= distance <= to_rivals[0]
     similar = (distance < params.seed_distance) & free
     hit = torch.zeros_like(similar)
     hit[view.hit_rows] = True
