@@ -44,12 +44,14 @@ class Samples:
     flat_index: torch.Tensor # [M] long, position in the dense [R, S] layout
     interval: torch.Tensor   # [M] segment length in final-grid voxels
     depth: torch.Tensor      # [M] distance along the (space) ray
+    position: torch.Tensor   # [M] distance along the ray in the field's space, in final-grid
+                             #     voxels (contracted: along the contracted path)
     shape: tuple[int, int]   # (R, S)
 
     def subset(self, keep: torch.Tensor) -> "Samples":
         """The samples where keep [M] bool is set (the others count as empty space)."""
         return Samples(self.points[keep], self.ray_index[keep], self.flat_index[keep],
-                       self.interval[keep], self.depth[keep], self.shape)
+                       self.interval[keep], self.depth[keep], self.position[keep], self.shape)
 
 
 def _march(origins, dirs, t_start, t_end, step: float, jitter: bool):
@@ -77,6 +79,7 @@ def sample_rays(field: RadianceField, space: RaySpace, origins, dirs, jitter: bo
     unit = F.normalize(dirs, dim=-1)
     if space.kind == "contracted":
         points, t, valid, interval = _contracted_samples(field, space, origins, unit, step, jitter)
+        position = interval.cumsum(1) - interval
     else:
         t_in, t_out = spaces.ray_box(origins, unit, field.box_min, field.box_max)
         if space.kind == "ndc":  # the NDC ray runs from the near plane (0) to infinity (|d|)
@@ -85,11 +88,12 @@ def sample_rays(field: RadianceField, space: RaySpace, origins, dirs, jitter: bo
             t_in = t_in.clamp_min(space.near)
         points, t, valid = _march(origins, unit, t_in, t_out, step, jitter)
         interval = torch.full_like(t, step / base)
+        position = t / base
     R, S = t.shape
     flat = torch.nonzero(valid.reshape(-1))[:, 0]
     flat = flat[field.occupied(points.reshape(-1, 3)[flat], keep)]
-    return Samples(points.reshape(-1, 3)[flat], flat // S, flat,
-                   interval.reshape(-1)[flat], t.reshape(-1)[flat], (R, S))
+    return Samples(points.reshape(-1, 3)[flat], flat // S, flat, interval.reshape(-1)[flat],
+                   t.reshape(-1)[flat], position.reshape(-1)[flat], (R, S))
 
 
 def _contracted_samples(field, space, origins, unit, step, jitter):
