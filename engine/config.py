@@ -196,8 +196,9 @@ class DistillConfig:
 @dataclass(config=_STRICT)
 class SegmentConfig:
     """Segmentation from strokes (engine/segment/). These are the defaults of every new
-    segment; a segment, and any single stroke, can override each of them. Distances are
-    squared L2 between L2-normalised features (0: identical, 2: orthogonal, 4: opposite)."""
+    segment; a segment, and any single stroke, can override each of them but
+    colour_weight. Distances are squared L2 between L2-normalised features (0: identical,
+    2: orthogonal, 4: opposite)."""
     clusters: PositiveInt = 11
     """k of the k-means over a stroke's rendered features (capped by its pixel count)."""
     seed_distance: Annotated[float, Field(gt=0, le=4, strict=True)] = 0.15
@@ -210,6 +211,10 @@ class SegmentConfig:
     """Background model: k of a k-means over all voxel features; a voxel nearer to one of
     these centres that is unlike the stroke than to the stroke is never selected
     (0: off, as in ISRF)."""
+    colour_weight: Annotated[float, Field(ge=0, le=2, strict=True)] = 0.2
+    """Beyond ISRF: the field's colour joins each voxel's and stroke pixel's feature at
+    this weight (engine/segment/colour.py; 0: features alone, as ISRF). Fixed for a
+    session, not per segment or stroke: the voxels' features are built with it."""
     sigma_f: Annotated[float, Field(ge=1e-3, strict=True)] = 0.1
     """Feature bandwidth of the bilateral weights exp(-|F(q) - F(p)|^2 / sigma_f); at
     least 0.001 (features lie within squared distance 4 of each other, and much smaller

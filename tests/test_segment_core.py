@@ -13,12 +13,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.config import DataConfig
+from engine.config import DataConfig, SegmentConfig
 from engine.data import load_scene
 from engine.errors import IsrfError
 from engine.segment.auto_scribbles import corrective_stroke
+from engine.segment.colour import with_colour
 from engine.segment.grow import bilateral_grow, bilateral_scores, propagate
 from engine.segment.kmeans import cluster_centres
+from engine.segment.region import StrokeView, select_region, stroke_centres
 from engine.segment.strokes import (Stroke, load_strokes_file, mask_to_polylines,
                                     parse_stroke, rasterize, stroke_pixels)
 from engine.segment.voxels import NEIGHBOUR_OFFSETS, VoxelDomain
@@ -216,6 +218,38 @@ def test_growth_fills_the_similar_half_and_stops_at_the_feature_edge():
     # a bound on the rounds stops it early, one voxel layer a round
     one, rounds = bilateral_grow(domain, _rows(domain, seed), allowed, 0.1, 1.0, 0.1, max_rounds=1)
     assert rounds == 1 and seed.sum() < int(one.sum()) < expected.sum()
+
+
+def test_colour_tips_a_blended_patch_to_the_background():
+    """Three blocks in a row: the object (feature A, magenta), a patch whose feature is a
+    blend leaning to A but whose colour is the table's (the table seen through the torus's
+    hole, as a CNN sees it), and the table (feature T, brown), whose centre is the
+    background model's rival. From features alone a stroke on the object takes the patch
+    too; with colour the patch is nearer the rival, and only the object is taken."""
+    occupied = np.ones((15, 6, 6), bool)
+    angle = np.radians([0.0] * 5 + [17.0] * 5 + [40.0] * 5)[:, None, None]   # A, blend, T
+    features = np.zeros((15, 6, 6, 4), np.float32)
+    features[..., 0], features[..., 1] = np.cos(angle), np.sin(angle)
+    magenta, brown = [0.8, 0.2, 0.8], [0.35, 0.2, 0.1]
+    rgb = np.zeros((15, 6, 6, 3), np.float32)
+    rgb[:5], rgb[5:] = magenta, brown
+    coords = torch.nonzero(torch.from_numpy(occupied))
+    params = SegmentConfig(clusters=1)
+    on_object = torch.arange(10)                                # voxels (0, 0, 0..5), (0, 1, 0..3)
+    taken = {}
+    for weight in (0.0, 0.5):
+        table = with_colour(torch.from_numpy(features[occupied]), torch.from_numpy(rgb[occupied]),
+                            weight)
+        domain = VoxelDomain.create(coords, list(occupied.shape), table)
+        pixels = with_colour(torch.tensor([[1.0, 0, 0, 0]]), torch.tensor([magenta]), weight)
+        rival = with_colour(torch.from_numpy(features[-1, 0, 0])[None], torch.tensor([brown]), weight)
+        view = StrokeView(1, pixels, on_object)
+        region = select_region(domain, view, stroke_centres(view, params), params,
+                               scene_centres=rival)
+        taken[weight] = region.voxels
+    block = np.arange(15)[:, None, None] // 5 + np.zeros((15, 6, 6), int)
+    assert torch.equal(taken[0.0], _rows(domain, block <= 1))     # object and patch
+    assert torch.equal(taken[0.5], _rows(domain, block == 0))     # the object alone
 
 
 def test_growth_never_crosses_empty_space_or_blocked_voxels():

@@ -191,10 +191,12 @@ def render_feature_rays(field: RadianceField, features: FeatureField, space: Ray
 
 @torch.no_grad()
 def probe_rays(field: RadianceField, features: FeatureField | None, space: RaySpace,
-               origins: torch.Tensor, dirs: torch.Tensor) -> dict[str, torch.Tensor]:
+               origins: torch.Tensor, dirs: torch.Tensor, colour: bool = False
+               ) -> dict[str, torch.Tensor]:
     """What a stroke's rays [R, 3] see: rendered features [R, D] (unless `features` is
-    None), opacity [R], and the point each ray hits [R, 3] in the field's space (its
-    sample of largest weight; rays that hit nothing get their last point, and opacity 0).
+    None) and, with `colour`, rendered colour "rgb" [R, 3] along with them; opacity [R],
+    and the point each ray hits [R, 3] in the field's space (its sample of largest
+    weight; rays that hit nothing get their last point, and opacity 0).
 
     Features are evaluated only where a sample's weight passes the colour's threshold (as
     in `render_feature_rays`), FEATURE_CHUNK samples at a time: in a cluttered
@@ -213,12 +215,20 @@ def probe_rays(field: RadianceField, features: FeatureField | None, space: RaySp
         return seen
     visible = torch.nonzero(weights > field.config.weight_threshold)[:, 0]
     rendered = torch.zeros(R, features.dims, device=origins.device)
+    rgb = torch.zeros(R, 3, device=origins.device)
+    viewdirs = F.normalize(dirs, dim=-1)
     for start in range(0, len(visible), FEATURE_CHUNK):
         chosen = visible[start:start + FEATURE_CHUNK]
+        ray, w = samples.ray_index[chosen], weights[chosen, None]
         values = features(field.normalize(samples.points[chosen]))        # [C, D]
-        rendered.index_add_(0, samples.ray_index[chosen], weights[chosen, None] * values)
+        rendered.index_add_(0, ray, w * values)
+        if colour:
+            rgb.index_add_(0, ray, w * field.rgb(samples.points[chosen], viewdirs, ray))
     rendered = rendered + transmittance[:, None] * features.background
-    return {**seen, "features": rendered}
+    if not colour:
+        return {**seen, "features": rendered}
+    background = torch.tensor(space.background, device=origins.device)
+    return {**seen, "features": rendered, "rgb": rgb + transmittance[:, None] * background}
 
 
 @torch.no_grad()

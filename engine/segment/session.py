@@ -43,6 +43,7 @@ from engine.errors import IsrfError
 from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, probe_rays, render_segment_image
+from engine.segment.colour import viewing_direction, with_colour
 from engine.segment.grow import warm_up as warm_up_growth
 from engine.segment.kmeans import POINTS_PER_CENTRE, cluster_centres
 from engine.segment.mask_edges import needs_image, visible_mask
@@ -144,7 +145,9 @@ class SegmentationSession:
         self.space = space
         self.cameras = cameras
         self.defaults = defaults or SegmentConfig()
-        self.domain = VoxelDomain.of(field, features, DOMAIN_MIN_ALPHA)
+        self.colour_weight = self.defaults.colour_weight
+        self.domain = VoxelDomain.of(field, features, DOMAIN_MIN_ALPHA, self.colour_weight,
+                                     viewing_direction(cameras))
         self.segments: dict[str, Segment] = {}
         self._scene_centres: dict[int, torch.Tensor] = {}
         # now, not in the first stroke:
@@ -156,11 +159,26 @@ class SegmentationSession:
     def device(self) -> torch.device:
         return self.domain.device
 
+    @property
+    def dims(self) -> int:
+        """Dimensions of the voxels' and strokes' features (colour included)."""
+        return self.domain.features.shape[1]
+
     def fingerprint(self) -> str:
-        """Identifies the domain (which voxels, in which order): masks only fit this one."""
+        """Identifies the domain (which voxels, in which order, and how their features are
+        made): masks and stroke centres only fit this one."""
         digest = hashlib.sha256(np.asarray(self.domain.resolution, np.int64).tobytes())
         digest.update(self.domain.coords.cpu().numpy().tobytes())
+        if self.colour_weight > 0:   # sessions from before colour keep their fingerprint
+            digest.update(f"colour {self.colour_weight!r}".encode())
         return digest.hexdigest()[:16]
+
+    def _check_session_params(self, params: SegmentConfig, source: str) -> SegmentConfig:
+        if params.colour_weight != self.colour_weight:
+            raise IsrfError(f"{source}: colour_weight is fixed for a session (the voxels' "
+                            f"features are built with it, here {self.colour_weight}); set "
+                            "[segment] colour_weight in the scene's config instead")
+        return params
 
     # ----- segments -------------------------------------------------------------
     def add_segment(self, name: str, params: dict | None = None) -> Segment:
@@ -168,8 +186,9 @@ class SegmentationSession:
             raise IsrfError(f"segment name {name!r}: use 1-64 characters, no slashes")
         if name in self.segments:
             raise IsrfError(f"segment {name!r} already exists")
-        segment = Segment(name, params_with(self.defaults, params or {}, f"segment {name!r}"),
-                          self._empty_state())
+        source = f"segment {name!r}"
+        segment = Segment(name, self._check_session_params(
+            params_with(self.defaults, params or {}, source), source), self._empty_state())
         self.segments[name] = segment
         return segment
 
@@ -191,7 +210,8 @@ class SegmentationSession:
             stroke = parse_stroke(stroke)
         segment = self.segments.get(name)
         base = segment.params if segment is not None else self.defaults
-        params = params_with(base, stroke.params, f"{stroke.label} stroke params")
+        source = f"{stroke.label} stroke params"
+        params = self._check_session_params(params_with(base, stroke.params, source), source)
         view = self._stroke_view(stroke, params.clusters)
         centres = stroke_centres(view, params)
         rivals = self.scene_centres(params.scene_clusters)
@@ -244,7 +264,7 @@ class SegmentationSession:
                             int(self.mask(name).sum()), time.perf_counter() - started)
 
     def _empty_state(self) -> SegmentState:
-        return SegmentState.empty(self.domain.size, self.features.dims, self.device)
+        return SegmentState.empty(self.domain.size, self.dims, self.device)
 
     def scene_centres(self, k: int) -> torch.Tensor | None:
         """k-means centres [k, D] of the voxel features (the background model; cached)."""
@@ -273,24 +293,30 @@ class SegmentationSession:
         seen = torch.nonzero(hits["opacity"] > HIT_OPACITY)[:, 0]                 # [P]
         hit_rows = self.domain.rows_at(hits["hit"][seen], self.field)
         if "features" in hits:
-            features = hits["features"][seen]
+            looks = {key: hits[key][seen] for key in ("features", "rgb") if key in hits}
         else:
             spread = seen
             if len(seen) > most:
                 spread = seen[torch.linspace(0, len(seen) - 1, most, device=self.device).long()]
-            features = self._probe(origins[spread], dirs[spread], with_features=True)["features"]
+            looks = self._probe(origins[spread], dirs[spread], with_features=True)
+        features = with_colour(looks["features"], looks.get("rgb"), self.colour_weight)
         return StrokeView(len(seen), features, hit_rows[hit_rows >= 0].long())
 
     def _probe(self, origins: torch.Tensor, dirs: torch.Tensor, with_features: bool
                ) -> dict[str, torch.Tensor]:
         """probe_rays over rays [R, 3], PROBE_CHUNK rays at a time."""
         features = self.features if with_features else None
+        colour = with_features and self.colour_weight > 0
         parts = [probe_rays(self.field, features, self.space, origins[i:i + PROBE_CHUNK],
-                            dirs[i:i + PROBE_CHUNK]) for i in range(0, len(origins), PROBE_CHUNK)]
+                            dirs[i:i + PROBE_CHUNK], colour)
+                 for i in range(0, len(origins), PROBE_CHUNK)]
         if not parts:   # no rays
             empty = {"opacity": origins.new_zeros(0), "hit": origins.new_zeros(0, 3)}
-            return {**empty, "features": origins.new_zeros(0, self.features.dims)} \
-                if with_features else empty
+            if with_features:
+                empty["features"] = origins.new_zeros(0, self.features.dims)
+            if colour:
+                empty["rgb"] = origins.new_zeros(0, 3)
+            return empty
         return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
 
     def _closer_to(self, voxels: torch.Tensor, these: torch.Tensor, those: torch.Tensor
@@ -393,7 +419,7 @@ class SegmentationSession:
         path = Path(path)
         meta = {"format": SESSION_FORMAT, "version": SESSION_VERSION,
                 "domain": {"size": self.domain.size, "resolution": self.domain.resolution,
-                           "fingerprint": self.fingerprint()},
+                           "colour_weight": self.colour_weight, "fingerprint": self.fingerprint()},
                 "defaults": dataclasses.asdict(self.defaults), "segments": []}
         arrays = {}
         for i, segment in enumerate(self.segments.values()):
@@ -421,10 +447,14 @@ class SegmentationSession:
             raise IsrfError(f"{path}: not a readable segmentation session ({error})") from None
         if meta.get("format") != SESSION_FORMAT or meta.get("version") != SESSION_VERSION:
             raise IsrfError(f"{path}: not a segmentation session of version {SESSION_VERSION}")
+        saved_weight = meta["domain"].get("colour_weight", 0.0)
+        if saved_weight != self.colour_weight:
+            raise IsrfError(f"{path}: saved with [segment] colour_weight {saved_weight}, this "
+                            f"session uses {self.colour_weight} (set it to match)")
         if meta["domain"]["fingerprint"] != self.fingerprint():
             raise IsrfError(f"{path}: saved for another trained field (its voxels differ)")
         segments = {}
-        size, dims = self.domain.size, self.features.dims
+        size, dims = self.domain.size, self.dims
         for i, saved in enumerate(meta["segments"]):
             source = f"{path}: segment {saved.get('name')!r}"
             try:

@@ -4,7 +4,8 @@ Segmentation never touches empty space, and never builds a dense feature volume 
 dense 64 x 320^3 float grid and its copies need 22-23 GB). The domain keeps, for the M
 occupied voxels only:
 - `coords` [M, 3] int32: grid index of each voxel (the field's grid vertices);
-- `features` [M, D], L2-normalised: the distilled feature at the voxel (float16 on a GPU,
+- `features` [M, D], L2-normalised: the distilled feature at the voxel, and its colour
+  when `colour_weight` > 0 (three more dimensions, colour.py) (float16 on a GPU,
   where it halves the memory at no cost in speed; float32 on a CPU, which has no fast
   float16 arithmetic and would convert on every use);
 and one dense int32 grid mapping a grid position to its row in those (-1: empty), padded
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 
 from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
+from engine.segment.colour import COLOUR_DIMS, voxel_colours, with_colour
 
 # The 26 neighbours of a voxel, and their L1 distances (1 face, 2 edge, 3 corner).
 NEIGHBOUR_OFFSETS = torch.tensor([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1)
@@ -61,20 +63,24 @@ class VoxelDomain:
 
     @classmethod
     @torch.no_grad()
-    def of(cls, field: RadianceField, features: FeatureField, min_alpha: float = 0.0
+    def of(cls, field: RadianceField, features: FeatureField, min_alpha: float = 0.0,
+           colour_weight: float = 0.0, direction: torch.Tensor | None = None
            ) -> "VoxelDomain":
         """The occupied voxels of `field` (one-step opacity above `min_alpha` too) and the
-        features `features` gives them."""
+        features `features` gives them, with the field's colour seen along `direction` [3]
+        appended at `colour_weight` when that is above 0 (engine/segment/colour.py)."""
         occupied = field.occupancy & (field.voxel_alpha() > min_alpha)
         coords = torch.nonzero(occupied).to(torch.int32)
         size = torch.tensor(field.resolution, device=coords.device, dtype=torch.float32)
+        dims = features.dims + (COLOUR_DIMS if colour_weight > 0 else 0)
         # Filled in place: a list of chunks and their concatenation would hold the table
         # twice (at fern `images_4` and 320^3, 7.3M x 64 features: 0.9 GB more on a GPU).
-        table = torch.empty(len(coords), features.dims, dtype=feature_dtype(coords.device),
+        table = torch.empty(len(coords), dims, dtype=feature_dtype(coords.device),
                             device=coords.device)
         for start in range(0, len(coords), CHUNK):
             normalised = coords[start:start + CHUNK].float() / (size - 1) * 2 - 1
-            table[start:start + CHUNK] = F.normalize(features(normalised), dim=-1)
+            rgb = voxel_colours(field, normalised, direction) if colour_weight > 0 else None
+            table[start:start + CHUNK] = with_colour(features(normalised), rgb, colour_weight)
         return cls.create(coords, list(occupied.shape), table)
 
     def __post_init__(self):
