@@ -69,6 +69,8 @@ class VoxelDomain:
         """The occupied voxels of `field` (one-step opacity above `min_alpha` too) and the
         features `features` gives them, with the field's colour seen along `direction` [3]
         appended at `colour_weight` when that is above 0 (engine/segment/colour.py)."""
+        if colour_weight > 0 and direction is None:
+            raise ValueError("VoxelDomain.of: colour needs the direction to see it along")
         occupied = field.occupancy & (field.voxel_alpha() > min_alpha)
         coords = torch.nonzero(occupied).to(torch.int32)
         size = torch.tensor(field.resolution, device=coords.device, dtype=torch.float32)

@@ -11,8 +11,9 @@ def distortion(samples: Samples, weights: torch.Tensor) -> torch.Tensor:
     """Mip-NeRF 360's distortion loss, mean over the R rays: for each ray,
     sum_ij w_i w_j |s_i - s_j| + 1/3 sum_i w_i^2 d_i, with s a sample's position along
     the ray and d its interval, both in final-grid voxels. It is small when a ray's weight
-    sits in a thin layer, so it thins the soft shells a field otherwise puts around
-    surfaces (what marching cubes turns into an inner wall).
+    sits in a thin layer, so it sharpens what rays see; density hidden behind the first
+    surface gets no weight and so no gradient from it (on the default scene it did not
+    help the meshes: docs/segmentation_measurements.md, "Meshes against the true surfaces").
 
     samples: M samples sorted by ray and by position within a ray; weights [M].
     The double sum is computed in O(M) from running sums along each ray:
