@@ -211,7 +211,7 @@ class SegmentConfig:
     """Background model: k of a k-means over all voxel features; a voxel nearer to one of
     these centres that is unlike the stroke than to the stroke is never selected
     (0: off, as in ISRF)."""
-    colour_weight: Annotated[float, Field(ge=0, le=2, strict=True)] = 0.2
+    colour_weight: Annotated[float, Field(ge=0, le=2, strict=True)] = 0.3
     """Beyond ISRF: the field's colour joins each voxel's and stroke pixel's feature at
     this weight (engine/segment/colour.py; 0: features alone, as ISRF). Fixed for a
     session, not per segment or stroke: the voxels' features are built with it."""

@@ -211,7 +211,7 @@ def test_session_files_are_checked(scene, trained, tmp_path):
     # a session saved with another colour weight: its stroke centres have other dimensions
     features_alone = Scene.from_checkpoint(trained[0], "cpu")
     features_alone.config.segment.colour_weight = 0.0
-    with pytest.raises(IsrfError, match="colour_weight 0.2, this session uses 0.0"):
+    with pytest.raises(IsrfError, match="colour_weight 0.3, this session uses 0.0"):
         features_alone.segmentation.load(path)
 
 

@@ -9,9 +9,10 @@ colour is sharp at the voxel's own scale and tells the two apart.
 So a voxel's (and a stroke pixel's) feature becomes [f, w * (rgb - 0.5)] renormalised:
 f the unit-length distilled feature [D], rgb the field's colour [3] in [0, 1], w the
 `colour_weight` setting. Squared distances between such vectors are about |f - f'|^2 +
-w^2 |rgb - rgb'|^2: at w = 0.2 colour adds at most 0.12 (black against white), less
-than `seed_distance` (0.15), so it breaks ties the features leave rather than overruling
-them (an object of several colours keeps a stroke centre for each).
+w^2 |rgb - rgb'|^2: at w = 0.3 two clearly different colours (|rgb - rgb'|^2 about 0.5)
+add about 0.05, a third of `seed_distance`, so colour mostly decides where the features
+nearly tie (an object of several colours keeps a stroke centre for each); black against
+white adds 0.27.
 docs/segmentation.md, "Colour", has the measurements behind the weight.
 
 Voxel colours are the colour branch's at the voxel's centre, seen along one direction
