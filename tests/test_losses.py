@@ -57,7 +57,7 @@ def test_distortion_is_smaller_for_a_thin_layer_of_the_same_weight():
     assert cost([10, 11]) < cost(list(range(10, 20))) < cost([5, 25])
 
 
-def test_distortion_gradient_pulls_weights_together():
+def test_a_step_along_the_distortion_gradient_lowers_it():
     """One gradient step on the weights lowers the loss (the loss is differentiable
     through the running sums)."""
     samples, weights = _random_samples(R=3, S=20, keep=1.0, seed=1)
