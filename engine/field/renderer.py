@@ -155,13 +155,17 @@ def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
 def render_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
                 dirs: torch.Tensor, jitter: bool = False, keep: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:
-    """Render world rays origins/dirs [R, 3] -> rgb [R, 3], depth [R], opacity [R].
+    """Render world rays origins/dirs [R, 3] -> rgb [R, 3], depth [R], opacity [R]; also
+    the samples and the weight [M] of each (`composite` has the rest), for losses on
+    them.
 
     keep: render only these voxels (bool grid [X, Y, Z]); see `sample_rays`."""
     samples = sample_rays(field, space, origins, dirs, jitter, keep)
+    weighted = ray_weights(field, samples)
     viewdirs = F.normalize(dirs, dim=-1)
     background = torch.tensor(space.background, device=origins.device)
-    return composite(field, samples, viewdirs, background)
+    return {**composite(field, samples, viewdirs, background, weighted),
+            "samples": samples, "weights": weighted[0]}
 
 
 def render_feature_rays(field: RadianceField, features: FeatureField, space: RaySpace,
@@ -215,8 +219,9 @@ def probe_rays(field: RadianceField, features: FeatureField | None, space: RaySp
         return seen
     visible = torch.nonzero(weights > field.config.weight_threshold)[:, 0]
     rendered = torch.zeros(R, features.dims, device=origins.device)
-    rgb = torch.zeros(R, 3, device=origins.device)
-    viewdirs = F.normalize(dirs, dim=-1)
+    if colour:
+        rgb = torch.zeros(R, 3, device=origins.device)
+        viewdirs = F.normalize(dirs, dim=-1)
     for start in range(0, len(visible), FEATURE_CHUNK):
         chosen = visible[start:start + FEATURE_CHUNK]
         ray, w = samples.ray_index[chosen], weights[chosen, None]

@@ -172,15 +172,11 @@ class VoxelDomain:
         grid[chosen[:, 0], chosen[:, 1], chosen[:, 2]] = True
         return grid
 
-    def nearest_distance(self, centres: torch.Tensor) -> torch.Tensor:
-        """Squared L2 [M] from each voxel's feature to the nearest of centres [K, D]
-        (all unit length, so |a - b|^2 = 2 - 2 a.b)."""
-        return self.nearest_distances(centres)[0]
-
     def nearest_distances(self, *centre_sets: torch.Tensor) -> list[torch.Tensor]:
-        """`nearest_distance` to each set of centres [K_i, D], in one pass over the
-        features: reading them is most of the time at large grids (7.3M voxels of fern
-        at 320^3: 1.9 GB in fp32), so two sets cost about what one does."""
+        """For each set of centres [K_i, D]: squared L2 [M] from each voxel's feature to
+        the nearest of them (all unit length, so |a - b|^2 = 2 - 2 a.b). All sets in one
+        pass over the features: reading them is most of the time at large grids (7.3M
+        voxels of fern at 320^3: 1.9 GB in fp32), so two sets cost about what one does."""
         sets = [F.normalize(c.float(), dim=-1).to(self.device) for c in centre_sets]
         centres = torch.cat(sets)
         ends = torch.tensor([len(c) for c in sets]).cumsum(0).tolist()

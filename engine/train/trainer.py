@@ -14,7 +14,7 @@ from engine.config import Config, config_to_dict
 from engine.data.posed_images import PosedImages
 from engine.metrics import psnr
 from engine.field.radiance_field import RadianceField
-from engine.field.renderer import RaySpace, composite, ray_weights, render_image, sample_rays
+from engine.field.renderer import RaySpace, render_image, render_rays
 from engine.field.spaces import SHELL, ndc_rays
 from engine.train.checkpoint import save_checkpoint
 from engine.train.losses import distortion
@@ -108,15 +108,6 @@ class Trainer(StepLoop):
         target = self.images[cam, rows, cols].float() / 255
         return origins, dirs, target
 
-    def _render(self, origins: torch.Tensor, dirs: torch.Tensor) -> dict:
-        """render_rays, keeping the samples and all their weights for the distortion loss."""
-        samples = sample_rays(self.field, self.space, origins, dirs, jitter=True)
-        weighted = ray_weights(self.field, samples)
-        background = torch.tensor(self.space.background, device=origins.device)
-        out = composite(self.field, samples, torch.nn.functional.normalize(dirs, dim=-1),
-                        background, weighted)
-        return {**out, "samples": samples, "weights": weighted[0]}
-
     def _loss(self, out: dict, target: torch.Tensor) -> tuple[torch.Tensor, float]:
         t = self.config.train
         mse = torch.mean((out["rgb"] - target) ** 2)
@@ -141,7 +132,7 @@ class Trainer(StepLoop):
         self._maintain_grid()
         decay_rates(self.optimizer, self.config.train.lr_decay, self.step, self.config.train.steps)
         origins, dirs, target = self._random_rays(self.config.train.batch_rays)
-        out = self._render(origins, dirs)
+        out = render_rays(self.field, self.space, origins, dirs, jitter=True)
         loss, mse = self._loss(out, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
