@@ -6,4 +6,7 @@ operation is a method on it; the CLI (`engine.cli`) is a thin layer over those c
 
 from engine.errors import IsrfError
 
-__all__ = ["IsrfError"]
+__version__ = "0.1.0"
+"""The engine's version, in this one place (pyproject.toml reads it)."""
+
+__all__ = ["IsrfError", "__version__"]

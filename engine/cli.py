@@ -96,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
                           metavar="KEY=VALUE", help="override segment.* settings")
     _add_device(evaluate)
 
+    serve = commands.add_parser("serve", help="run the engine as a loopback HTTP service "
+                                              "(the Blender add-on's engine; docs/serve.md)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default loopback)")
+    serve.add_argument("--port", type=int, default=0, help="port (0: a free one, printed)")
+    serve.add_argument("--token-file", type=Path, help="where the token goes (default: state dir)")
+    serve.add_argument("--state-dir", type=Path, default=Path("~/.cache/isrf/serve"),
+                       help="runs, sessions and the token file (default ~/.cache/isrf/serve)")
+    serve.add_argument("--allow-remote", action="store_true",
+                       help="allow a non-loopback --host (prints a warning)")
+    serve.add_argument("--parent-pid", type=int, help="stop when this process exits")
+    _add_device(serve)
+
     demo = commands.add_parser("demo", help="the main job: make the default scene if missing, "
                                             "train, distil features, render the test views, "
                                             "segment every object from scribbles and mesh one")
@@ -288,7 +300,16 @@ def _demo_segmentation(scene, out_dir: Path) -> None:
           f"{out_dir / DEMO_OBJECT}")
 
 
-COMMANDS = {"train": cmd_train, "features": cmd_features, "render": cmd_render,
+def cmd_serve(args) -> None:
+    from engine.serve.main import serve
+
+    if not 0 <= args.port <= 65535:
+        raise IsrfError(f"--port {args.port}: expected 0-65535")
+    serve(args.host, args.port, args.token_file, args.device, args.state_dir,
+          args.allow_remote, args.parent_pid)
+
+
+COMMANDS = {"serve": cmd_serve, "train": cmd_train, "features": cmd_features, "render": cmd_render,
             "segment": cmd_segment, "eval": cmd_eval, "demo": cmd_demo}
 
 

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from engine.atomic import atomic_path, write_json
 from engine.config import Config, MeshConfig, config_from_dict, config_to_dict
-from engine.data import PosedImages, load_scene
+from engine.data import Cameras, PosedImages, load_scene
+from engine.data.frames import blender_camera_to_scene, blender_transform
 from engine.errors import Cancelled, IsrfError
 from engine.features.extract import extract_features
 from engine.features.maps import FeatureMaps
@@ -31,7 +32,8 @@ from engine.field.radiance_field import RadianceField
 from engine.field.renderer import RaySpace, render_image, render_segment_image
 from engine.mesh.extract import extract_mesh
 from engine.metrics import image_metrics
-from engine.segment.session import Photographs, SegmentationSession
+from engine.segment.session import Photographs, SegmentationSession, StrokeResult
+from engine.segment.strokes import Stroke, StrokeCamera, parse_stroke
 from engine.train.checkpoint import load_checkpoint, save_checkpoint
 from engine.train.distiller import Distiller, DistillReport, feature_cosine
 from engine.train.trainer import CHECKPOINT_NAME, Trainer, TrainReport, field_for
@@ -235,6 +237,75 @@ class Scene:
         }
         write_json(out_dir / "metrics.json", metrics)
         return metrics
+
+    # ----- any camera -----------------------------------------------------------
+    @property
+    def to_blender(self) -> np.ndarray:
+        """The suggested scene-frame -> Blender-world similarity [4, 4] float64
+        (engine/data/frames.py) that cameras, strokes, renders and meshes share."""
+        return blender_transform(self.data)
+
+    def in_scene_frame(self, camera: StrokeCamera) -> StrokeCamera:
+        """A request's camera with its c2w in the scene frame, OpenCV convention."""
+        if camera.frame == "scene":
+            return camera
+        c2w = np.asarray(camera.c2w, np.float64)
+        if camera.convention == "opencv":   # frames.py converts OpenGL (Blender's) cameras
+            c2w = c2w @ np.diag([1.0, -1.0, -1.0, 1.0])
+        c2w = blender_camera_to_scene(c2w, self.to_blender)
+        return camera.model_copy(update={"c2w": tuple(map(tuple, c2w.tolist())),
+                                         "convention": "opencv", "frame": "scene"})
+
+    def camera(self, spec: StrokeCamera, scale: float = 1.0) -> Cameras:
+        """A request's camera (a dataset view or an explicit one, in either frame) as a
+        one-camera `Cameras`, its image `scale` times the size (a quick preview: < 1)."""
+        camera = self.in_scene_frame(spec).resolve(self.data.cameras.to(self.device))
+        if scale == 1.0:
+            return camera
+        width = max(1, round(camera.width * scale))
+        height = max(1, round(camera.height * scale))
+        factor = torch.tensor([width / camera.width, height / camera.height] * 2,
+                              device=camera.intrinsics.device)
+        return Cameras(camera.c2w, camera.intrinsics * factor, camera.distortion, width, height)
+
+    def render_camera(self, camera: Cameras, segment: str | None = None
+                      ) -> dict[str, torch.Tensor]:
+        """Render a one-camera `Cameras`: rgb [H, W, 3], depth [H, W] (along the optical
+        axis, scene units; bounded scenes), opacity [H, W]; with a segment also its render
+        alone, segment_rgb [H, W, 3] and segment_opacity [H, W], and visible [H, W]: its
+        share of what the camera sees."""
+        field = self._require_field()
+        space = RaySpace.of(self.data)
+        if segment is None:
+            return render_image(field, space, camera, 0)
+        keep = self.segmentation.mask_grid(segment)
+        both = render_segment_image(field, space, camera, 0, keep, scene_rgb=True)
+        return {"rgb": both["scene_rgb"], "depth": both["scene_depth"],
+                "opacity": both["scene_opacity"], "segment_rgb": both["rgb"],
+                "segment_opacity": both["opacity"], "visible": both["visible"]}
+
+    def stroke(self, segment: str, stroke: Stroke | dict) -> StrokeResult:
+        """Apply a stroke painted in any camera (either frame) to a segment."""
+        if not isinstance(stroke, Stroke):
+            stroke = parse_stroke(stroke)
+        stroke = stroke.model_copy(update={"camera": self.in_scene_frame(stroke.camera)})
+        return self.segmentation.stroke(segment, stroke)
+
+    def status(self) -> dict:
+        """What the scene holds: its data, trained stages, grid, device and memory."""
+        data = self.data
+        return {
+            "source": str(data.source), "space": data.space, "images": len(data.names),
+            "width": data.width, "height": data.height,
+            "train_views": len(data.train_ids), "test_views": len(data.test_ids),
+            "device": str(self.device),
+            "colour_steps": self.step, "colour_steps_planned": self.config.train.steps,
+            "colour_trained": self.field is not None,
+            "features_distilled": self.features is not None,
+            "grid": list(self.field.resolution) if self.field is not None else None,
+            "checkpoint": str(self.checkpoint_path) if self.checkpoint_path.is_file() else None,
+            "segments": list(self._segmentation.segments) if self._segmentation else [],
+        }
 
     # ----- segmentation ---------------------------------------------------------
     @property

@@ -1,25 +1,16 @@
 """ISRF for Blender: cut objects out of radiance fields by painting strokes.
 
 The add-on is the user interface only; training and segmentation run in the separate
-ISRF engine process. For now it shows one sidebar panel in the 3D viewport.
+ISRF engine process (`isrf serve`), which `client.py` talks to. bpy is imported only
+when Blender registers the add-on, so the client also runs (and is tested) outside it.
 """
 
-import bpy
+
+def register():
+    from . import panels
+    panels.register()
 
 
-class ISRF_PT_main(bpy.types.Panel):
-    """The ISRF tab of the 3D viewport's sidebar."""
-
-    bl_idname = "ISRF_PT_main"
-    bl_label = "ISRF"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "ISRF"
-
-    def draw(self, context):
-        self.layout.label(text="ISRF engine: not connected", icon="UNLINKED")
-
-
-CLASSES = (ISRF_PT_main,)
-
-register, unregister = bpy.utils.register_classes_factory(CLASSES)
+def unregister():
+    from . import panels
+    panels.unregister()

@@ -17,14 +17,8 @@ from engine.scene import Scene
 from engine.segment.auto_scribbles import benchmark_from_masks
 from engine.segment.region import stroke_centres
 from engine.segment.strokes import Refine, parse_stroke
-from synthetic import SPHERES, make_sphere_scene
+from synthetic import SPHERES, TRAIN, make_sphere_scene
 
-TRAIN = [
-    "field.num_voxels=110592", "field.num_voxels_start=8000", "field.upscale_steps=[100,200]",
-    "train.batch_rays=1024", "train.eval_every=0", "train.checkpoint_every=0", "train.steps=400",
-    "features.input_size=96", "features.dims=16", "distill.batch_rays=1024",
-    "distill.checkpoint_every=0", "distill.steps=200",
-]
 MEAN_IOU_THRESHOLD = 0.70
 """Mean IoU of the three spheres on the held-out views, from the automatic scribbles of
 one reference view each; measured 0.79 (48-px images: a one-pixel rim is ~15% of a sphere)."""

@@ -113,6 +113,7 @@ def load_llff(root: Path, downscale: int, test_every: int, unbounded: bool,
     train_ids, test_ids = holdout_split(count, test_every)
     return PosedImages(
         images=torch.from_numpy(images), cameras=cameras, names=[f.name for f in files],
+        files=[f.resolve() for f in files],
         train_ids=train_ids, test_ids=test_ids,
         space="contracted" if unbounded else "ndc",
         background=BACKGROUNDS[background],

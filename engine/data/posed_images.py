@@ -34,6 +34,8 @@ class PosedImages:
     ndc_intrinsics: tuple[float, float, float, float] | None = None
     """ndc: fx, fy, W, H of the reference camera that defines NDC space."""
     source: Path = field(default_factory=Path)
+    files: list[Path] = field(default_factory=list)
+    """The image files read, in the same order (absolute paths)."""
     to_scene: torch.Tensor = field(default_factory=lambda: torch.eye(4))
     """[4, 4] similarity transform from the capture's original world coordinates to the
     normalised coordinates the cameras are expressed in (identity for transforms.json)."""

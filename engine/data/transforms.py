@@ -193,7 +193,8 @@ def load_transforms(path: Path, test_every: int, background: str = "white") -> P
             intrinsics=torch.tensor([c[0] for c in cams], dtype=torch.float32),
             distortion=torch.tensor([c[1] for c in cams], dtype=torch.float32),
             width=width, height=height),
-        names=[f.name for f in files], train_ids=train_ids, test_ids=test_ids,
+        names=[f.name for f in files], files=[f.resolve() for f in files],
+        train_ids=train_ids, test_ids=test_ids,
         space="bounded", background=BACKGROUNDS[background],
         bbox=torch.from_numpy(_scene_box(meta, c2w_gl, json_path)).float(),
         source=path)

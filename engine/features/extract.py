@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from engine import work
 from engine.atomic import atomic_path
 from engine.config import FeaturesConfig
 from engine.data.posed_images import PosedImages
@@ -137,7 +138,8 @@ def _image_batches(count: int, batch_size: int, desc: str, action: str, progress
         for start in range(0, count, batch_size):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"{action} cancelled after {start} of {count} images")
-            yield slice(start, start + batch_size)
+            with work.step(action, start, count):
+                yield slice(start, start + batch_size)
             bar.update(min(batch_size, count - start))
 
 

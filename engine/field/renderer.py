@@ -244,7 +244,8 @@ def render_segment_rays(field: RadianceField, space: RaySpace, origins: torch.Te
     - rgb [R, 3], opacity [R]: the segment alone (alpha exactly 0 everywhere else);
     - visible [R]: the segment's share of the whole scene's render, i.e. the weight of its
       samples when everything else is in front of or behind it (occlusion counts);
-    - scene_rgb [R, 3], when asked for: the whole scene's colour from the same samples."""
+    - scene_rgb [R, 3], scene_depth [R], scene_opacity [R], when asked for: the whole
+      scene's render from the same samples."""
     samples = sample_rays(field, space, origins, dirs, jitter=False)
     weights, transmittance = ray_weights(field, samples)
     inside = field.occupied(samples.points, keep)
@@ -255,8 +256,9 @@ def render_segment_rays(field: RadianceField, space: RaySpace, origins: torch.Te
     alone = composite(field, samples.subset(inside), viewdirs, background)
     result = {"rgb": alone["rgb"], "opacity": alone["opacity"], "visible": visible}
     if scene_rgb:
-        result["scene_rgb"] = composite(field, samples, viewdirs, background,
-                                        (weights, transmittance))["rgb"]
+        scene = composite(field, samples, viewdirs, background, (weights, transmittance))
+        result.update(scene_rgb=scene["rgb"], scene_depth=scene["depth"],
+                      scene_opacity=scene["opacity"])
     return result
 
 
@@ -300,8 +302,10 @@ def render_segment_image(field: RadianceField, space: RaySpace, cameras, cam_id:
                          keep: torch.Tensor, chunk: int = 16384, scene_rgb: bool = False
                          ) -> dict[str, torch.Tensor]:
     """One camera's render of a segment: rgb [H, W, 3], opacity [H, W], visible [H, W]
-    and, when asked for, scene_rgb [H, W, 3] (see `render_segment_rays`)."""
-    keys = ("rgb", "opacity", "visible") + (("scene_rgb",) if scene_rgb else ())
+    and, when asked for, scene_rgb [H, W, 3], scene_depth and scene_opacity [H, W] (see
+    `render_segment_rays`)."""
+    keys = ("rgb", "opacity", "visible") + (
+        ("scene_rgb", "scene_depth", "scene_opacity") if scene_rgb else ())
     return _render_in_chunks(lambda o, d: render_segment_rays(field, space, o, d, keep, scene_rgb),
                              cameras, cam_id, chunk, keys)
 

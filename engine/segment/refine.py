@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from tqdm import tqdm
 
+from engine import work
 from engine.config import SegmentConfig
 from engine.data.cameras import Cameras
 from engine.errors import Cancelled
@@ -149,14 +150,15 @@ def fit_voxels(evidence: list[ViewEvidence], current: torch.Tensor, steps: int,
     logits = torch.where(current, INITIAL_LOGIT, -INITIAL_LOGIT).float().requires_grad_(True)
     optimizer = torch.optim.Adam([logits], lr=LEARNING_RATE)
     with torch.enable_grad():   # callers (the server, benchmarks) may run without gradients
-        for _ in tqdm(range(steps), desc="refine: fit", disable=not progress, unit="step"):
+        for done in tqdm(range(steps), desc="refine: fit", disable=not progress, unit="step"):
             _check(cancel)
-            contributions = torch.sigmoid(logits)[rows] * weights               # [K]
-            share = torch.zeros(offset, device=weights.device).index_add(0, pixels, contributions)
-            loss = F.binary_cross_entropy(share.clamp(1e-5, 1 - 1e-5), target)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            with work.step("refine: fit", done, steps):
+                contributions = torch.sigmoid(logits)[rows] * weights               # [K]
+                share = torch.zeros(offset, device=weights.device).index_add(0, pixels, contributions)
+                loss = F.binary_cross_entropy(share.clamp(1e-5, 1 - 1e-5), target)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
     return logits.detach() > 0
 
 
@@ -173,10 +175,12 @@ def refine_voxels(field: RadianceField, space: RaySpace, cameras: Cameras, domai
     masks, kept = [], []
     free = current.clone()
     kept_count = 0
-    for view in tqdm(views, desc="refine: 2D masks", disable=not progress, unit="view"):
+    for done, view in enumerate(tqdm(views, desc="refine: 2D masks", disable=not progress,
+                                     unit="view")):
         _check(cancel)
-        mask, near, samples = view_mask(field, space, cameras, view, domain, current,
-                                        image_of(view), params)
+        with work.step("refine: 2D masks", done, len(views)):
+            mask, near, samples = view_mask(field, space, cameras, view, domain, current,
+                                            image_of(view), params)
         masks.append(mask)
         free[near] = True
         kept_count += len(samples[0])
@@ -185,8 +189,9 @@ def refine_voxels(field: RadianceField, space: RaySpace, cameras: Cameras, domai
     for i in tqdm(range(len(views)), desc="refine: evidence", disable=not progress, unit="view"):
         _check(cancel)
         samples, kept[i] = kept[i], None    # held once: as evidence, not also as samples
-        evidence.append(view_evidence(field, space, cameras, views[i], domain, masks[i], free,
-                                      samples))
+        with work.step("refine: evidence", i, len(views)):
+            evidence.append(view_evidence(field, space, cameras, views[i], domain, masks[i],
+                                          free, samples))
         del samples
     return current | (fit_voxels(evidence, current, steps, progress, cancel) & free)
 

@@ -182,21 +182,42 @@ class SegmentationSession:
 
     # ----- segments -------------------------------------------------------------
     def add_segment(self, name: str, params: dict | None = None) -> Segment:
-        if not name or not name.strip() or len(name) > 64 or "/" in name or "\\" in name:
-            raise IsrfError(f"segment name {name!r}: use 1-64 characters, no slashes")
-        if name in self.segments:
-            raise IsrfError(f"segment {name!r} already exists")
+        self._check_name(name)
         source = f"segment {name!r}"
         segment = Segment(name, self._check_session_params(
             params_with(self.defaults, params or {}, source), source), self._empty_state())
         self.segments[name] = segment
         return segment
 
+    def _check_name(self, name: str) -> None:
+        if not name or not name.strip() or len(name) > 64 or "/" in name or "\\" in name:
+            raise IsrfError(f"segment name {name!r}: use 1-64 characters, no slashes")
+        if name in self.segments:
+            raise IsrfError(f"segment {name!r} already exists")
+
     def segment(self, name: str) -> Segment:
         if name not in self.segments:
             known = ", ".join(self.segments) or "none yet"
             raise IsrfError(f"no segment named {name!r} (segments: {known})")
         return self.segments[name]
+
+    def rename_segment(self, name: str, new_name: str) -> None:
+        """Rename a segment, keeping its place in the order and its history."""
+        segment = self.segment(name)
+        if new_name == name:
+            return
+        self._check_name(new_name)
+        segment.name = new_name
+        self.segments = {new_name if key == name else key: value
+                         for key, value in self.segments.items()}
+
+    def set_params(self, name: str, overrides: dict) -> SegmentConfig:
+        """Change a segment's parameters for its later strokes."""
+        segment = self.segment(name)
+        source = f"segment {name!r} params"
+        segment.params = self._check_session_params(
+            params_with(segment.params, overrides, source), source)
+        return segment.params
 
     def remove_segment(self, name: str) -> None:
         self.segment(name)

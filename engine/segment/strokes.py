@@ -51,6 +51,9 @@ class StrokeCamera(_Strict):
     width: Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE, strict=True)] | None = None
     height: Annotated[int, Field(gt=0, le=MAX_IMAGE_SIDE, strict=True)] | None = None
     convention: Literal["opencv", "opengl"] = "opencv"
+    frame: Literal["scene", "blender"] = "scene"
+    """The world c2w is in: the scene frame the dataset cameras use, or Blender's world
+    (engine/data/frames.py; `Scene.in_scene_frame` converts it before a session sees it)."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> "StrokeCamera":
@@ -74,6 +77,9 @@ class StrokeCamera(_Strict):
 
     def resolve(self, dataset: Cameras) -> Cameras:
         """This camera as a one-camera `Cameras` (dataset views are checked against the scene)."""
+        if self.frame != "scene":
+            raise IsrfError("stroke camera: a Blender-frame camera must be converted to the "
+                            "scene frame first (Scene.in_scene_frame)")
         if self.view is not None:
             if self.view >= len(dataset):
                 raise IsrfError(f"stroke camera: view {self.view} does not exist "

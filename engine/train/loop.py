@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from engine import work
 from engine.errors import Cancelled
 
 
@@ -63,12 +64,14 @@ class StepLoop:
             while self.step < self.total_steps:
                 if cancel is not None and cancel.is_set():
                     raise KeyboardInterrupt
-                started = time.perf_counter()
-                shown = self.train_step()
-                self.elapsed += time.perf_counter() - started
-                bar.update(1)
-                bar.set_postfix(shown, refresh=False)  # redrawn at the bar's own interval
-                self.after_step(bar)
+                with work.step(self.name, self.step, self.total_steps) as metrics:
+                    started = time.perf_counter()
+                    shown = self.train_step()
+                    self.elapsed += time.perf_counter() - started
+                    bar.update(1)
+                    bar.set_postfix(shown, refresh=False)  # redrawn at the bar's own interval
+                    self.after_step(bar)
+                    metrics.update(shown)
         except KeyboardInterrupt:
             bar.close()
             path = self.save()
