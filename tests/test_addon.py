@@ -38,7 +38,8 @@ def package(tmp_path_factory) -> Path:
 def test_package_holds_manifest_next_to_init(package):
     # build_addon.py fails unless Blender's tool validates the manifest and the zip.
     with zipfile.ZipFile(package) as archive:
-        assert sorted(archive.namelist()) == ["__init__.py", "blender_manifest.toml"]
+        assert sorted(archive.namelist()) == ["__init__.py", "blender_manifest.toml", "client.py",
+                                              "engine_process.py", "panels.py"]
 
 
 def test_register_and_unregister(tmp_path):
