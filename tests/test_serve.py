@@ -257,6 +257,12 @@ def test_a_mesh_job_makes_the_same_mesh(client, trained, segment):
     assert np.array_equal(client.job_mesh(job["id"])["faces"], client.mesh(trained, "ball")["faces"])
 
 
+def test_a_features_job_reports_its_maps(client, trained):
+    job = client.wait_job(client.start_job(trained, "features")["id"])
+    assert job["result"]["images"] == 40 and job["result"]["shape"][-1] == 16
+    assert job["progress"] == 1.0 and client.scene(trained)["features_distilled"]
+
+
 # ----- bad input -------------------------------------------------------------------
 def test_bad_input_is_refused_and_the_server_keeps_serving(client, trained, segment):
     headers = {"Authorization": f"Bearer {client.token}", "Content-Type": "application/json"}

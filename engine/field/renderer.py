@@ -22,6 +22,8 @@ from engine.field.radiance_field import RadianceField
 
 FAR_UNBOUNDED = 1e4  # contracted scenes: the outer shell's samples end here (world units)
 FEATURE_CHUNK = 1 << 18  # samples whose features a stroke probe looks up at once
+RENDER_CHUNK = 4096  # rays per chunk of an image render: 30% faster than 16384 on 2 CPU cores
+                    # (the [rays, samples] arrays stay in cache; bench_serve.py, 2026-12-06)
 
 
 @dataclass
@@ -291,7 +293,7 @@ def _render_in_chunks(render, cameras, cam_id: int, chunk: int, keys: tuple[str,
 
 @torch.no_grad()
 def render_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
-                 chunk: int = 16384) -> dict[str, torch.Tensor]:
+                 chunk: int = RENDER_CHUNK) -> dict[str, torch.Tensor]:
     """Render one camera's full image: rgb [H, W, 3], depth [H, W], opacity [H, W]."""
     return _render_in_chunks(lambda o, d: render_rays(field, space, o, d), cameras, cam_id,
                              chunk, ("rgb", "depth", "opacity"))
@@ -299,7 +301,7 @@ def render_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
 
 @torch.no_grad()
 def render_segment_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
-                         keep: torch.Tensor, chunk: int = 16384, scene_rgb: bool = False
+                         keep: torch.Tensor, chunk: int = RENDER_CHUNK, scene_rgb: bool = False
                          ) -> dict[str, torch.Tensor]:
     """One camera's render of a segment: rgb [H, W, 3], opacity [H, W], visible [H, W]
     and, when asked for, scene_rgb [H, W, 3], scene_depth and scene_opacity [H, W] (see
@@ -312,7 +314,7 @@ def render_segment_image(field: RadianceField, space: RaySpace, cameras, cam_id:
 
 @torch.no_grad()
 def render_feature_image(field: RadianceField, features: FeatureField, space: RaySpace, cameras,
-                         cam_id: int, chunk: int = 16384) -> dict[str, torch.Tensor]:
+                         cam_id: int, chunk: int = RENDER_CHUNK) -> dict[str, torch.Tensor]:
     """Render one camera's feature image: features [H, W, D], opacity [H, W]."""
     return _render_in_chunks(lambda o, d: render_feature_rays(field, features, space, o, d),
                              cameras, cam_id, chunk, ("features", "opacity"))

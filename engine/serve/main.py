@@ -65,6 +65,9 @@ def serve(host: str, port: int, token_file: Path | None, device: str | None,
         raise IsrfError(f"--parent-pid {parent_pid}: no such process")
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit it: without, a small answer waits ~40 ms for the client's
+    # delayed ACK (Nagle), which the API's overhead target cannot afford.
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         listener.bind((host, port))
     except OSError as error:

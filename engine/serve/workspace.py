@@ -337,7 +337,9 @@ def _segment_row(session, name: str) -> dict:
 
 def _mesh_config(scene: Scene, options: schemas.MeshOptions) -> MeshConfig:
     try:
-        return MeshConfig(**{**dataclasses.asdict(scene.config.mesh), **options.overrides})
+        # Always the capture's frame here: mesh_body moves it to the asked one.
+        return MeshConfig(**{**dataclasses.asdict(scene.config.mesh), **options.overrides,
+                             "frame": "capture"})
     except (ValidationError, TypeError) as error:
         message = error.errors()[0] if isinstance(error, ValidationError) else {"loc": (), "msg": str(error)}
         where = ".".join(map(str, message["loc"]))
