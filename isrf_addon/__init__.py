@@ -7,10 +7,24 @@ when Blender registers the add-on, so the client also runs (and is tested) outsi
 
 
 def register():
-    from . import panels
-    panels.register()
+    import bpy
+
+    from . import operators, panels, preferences, properties, runtime
+
+    bpy.utils.register_class(preferences.ISRF_AddonPreferences)
+    properties.register()
+    for cls in (*operators.CLASSES, *panels.CLASSES):
+        bpy.utils.register_class(cls)
+    runtime.register()
 
 
 def unregister():
-    from . import panels
-    panels.unregister()
+    import bpy
+
+    from . import operators, panels, preferences, properties, runtime
+
+    runtime.unregister()
+    for cls in reversed((*operators.CLASSES, *panels.CLASSES)):
+        bpy.utils.unregister_class(cls)
+    properties.unregister()
+    bpy.utils.unregister_class(preferences.ISRF_AddonPreferences)

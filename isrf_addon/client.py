@@ -20,6 +20,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import socket
 import threading
 import time
 import urllib.parse
@@ -102,7 +103,7 @@ class EngineClient:
     def _connection(self) -> http.client.HTTPConnection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            connection = _Connection(self.host, self.port, timeout=self.timeout)
             self._local.connection = connection
         return connection
 
@@ -322,6 +323,14 @@ class EngineClient:
         """The mesh a finished mesh job made (arrays as `mesh` returns them)."""
         return _arrays(self.request("POST", f"/jobs/{_part(job)}/mesh",
                                     _mesh_body(frame, "npz", None))[0])
+
+
+class _Connection(http.client.HTTPConnection):
+    """Sends small requests at once (TCP_NODELAY), on every (re)connect."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _part(value: str) -> str:
