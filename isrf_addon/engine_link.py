@@ -38,7 +38,7 @@ class EngineLink:
     def start_local(self, command: list[str], state_dir: Path, log_path: Path,
                     device: str | None, on_done: Callback | None = None) -> None:
         """Start a local engine (on the worker: importing torch takes seconds)."""
-        self.stop()
+        self.stop(wait=False)
         self.state, self.message = "starting", f"starting the engine ({' '.join(command)})"
 
         def start(_client) -> dict:
@@ -56,7 +56,7 @@ class EngineLink:
 
     def connect(self, host: str, port: int, token: str, on_done: Callback | None = None) -> None:
         """Connect to a running engine (a remote one, or one started by hand)."""
-        self.stop()
+        self.stop(wait=False)
         self.state, self.message = "starting", f"connecting to {host}:{port}"
         client = EngineClient(host, port, token, timeout=30.0)
 
@@ -68,13 +68,16 @@ class EngineLink:
         self.submit(connect, lambda health: self._connected(health, on_done), self._failed,
                     needs_client=False)
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
         """Stop a local engine (SIGTERM: its jobs are checkpointed) or drop a remote one.
-        Waits for the local engine's exit: call it when Blender quits or the add-on is
-        disabled, not from a redraw."""
+        wait: until the engine has exited (the add-on being disabled, Blender quitting);
+        False (an operator): it exits on a thread, the UI goes on."""
         engine, self.engine, self.client = self.engine, None, None
         if engine is not None:
-            engine.stop()
+            if wait:
+                engine.stop()
+            else:
+                threading.Thread(target=engine.stop, name="isrf-addon-stop", daemon=True).start()
         self.state, self.message, self.health = "stopped", "no engine: start one or connect", {}
 
     @property
@@ -141,7 +144,10 @@ class EngineLink:
             except queue.Empty:
                 break
             if callback is not None:
-                callback(value)
+                try:
+                    callback(value)
+                except Exception as error:   # a bug of ours: shown, and the timer lives on
+                    self.message = f"add-on error while applying an answer: {error!r}"
             count += 1
         return count
 

@@ -101,7 +101,7 @@ class ISRF_OT_engine_stop(bpy.types.Operator):
     bl_label = "Stop Engine"
 
     def execute(self, context):
-        LINK.stop()
+        LINK.stop(wait=False)
         context.scene.isrf.scene_id = ""
         return {"FINISHED"}
 

@@ -50,7 +50,9 @@ class Guard:
             return await _error(401, "missing or wrong token (Authorization: Bearer <token "
                                      "file's content>)")(scope, receive, send)
         length = headers.get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > self.max_body:
+        if not length.isdigit():
+            return await _error(400, "Content-Length is not a number")(scope, receive, send)
+        if int(length) > self.max_body:
             return await _error(413, f"body over {self.max_body} bytes")(scope, receive, send)
         received = 0
 
