@@ -268,18 +268,20 @@ class Scene:
                               device=camera.intrinsics.device)
         return Cameras(camera.c2w, camera.intrinsics * factor, camera.distortion, width, height)
 
-    def render_camera(self, camera: Cameras, segment: str | None = None
-                      ) -> dict[str, torch.Tensor]:
+    def render_camera(self, camera: Cameras, segment: str | None = None,
+                      preview: bool = False) -> dict[str, torch.Tensor]:
         """Render a one-camera `Cameras`: rgb [H, W, 3], depth [H, W] (along the optical
         axis, scene units; bounded scenes), opacity [H, W]; with a segment also its render
         alone, segment_rgb [H, W, 3] and segment_opacity [H, W], and visible [H, W]: its
-        share of what the camera sees."""
+        share of what the camera sees. preview: the renderer's quick approximation (for a
+        moving view; `renderer.render_rays`)."""
         field = self._require_field()
         space = RaySpace.of(self.data)
         if segment is None:
-            return render_image(field, space, camera, 0)
+            return render_image(field, space, camera, 0, preview=preview)
         keep = self.segmentation.mask_grid(segment)
-        both = render_segment_image(field, space, camera, 0, keep, scene_rgb=True)
+        both = render_segment_image(field, space, camera, 0, keep, scene_rgb=True,
+                                    preview=preview)
         return {"rgb": both["scene_rgb"], "depth": both["scene_depth"],
                 "opacity": both["scene_opacity"], "segment_rgb": both["rgb"],
                 "segment_opacity": both["opacity"], "visible": both["visible"]}

@@ -192,20 +192,21 @@ class EngineClient:
         return self._json("GET", f"/scenes/{_part(scene)}/cameras")
 
     def render(self, scene: str, camera: dict, scale: float = 1.0, mode: str = "colour",
-               segment: str | None = None) -> dict[str, np.ndarray]:
+               segment: str | None = None, quality: str = "full") -> dict[str, np.ndarray]:
         """Render any camera: {"picture": RGBA uint8 [H, W, 4], "depth", "opacity"
-        float32 [H, W], "visible" with a segment}, plus "seconds" (the engine's time)."""
+        float32 [H, W], "visible" with a segment}, plus "seconds" (the engine's time).
+        quality "preview": the engine's quick approximation for a moving view."""
         data, _, headers = self.request("POST", f"/scenes/{_part(scene)}/render", _render_body(
-            camera, scale, mode, segment, "npz"))
+            camera, scale, mode, segment, "npz", quality))
         arrays = _arrays(data)
         arrays["seconds"] = float(_header(headers, "X-Isrf-Seconds", "nan"))
         return arrays
 
     def render_png(self, scene: str, camera: dict, scale: float = 1.0, mode: str = "colour",
-                   segment: str | None = None) -> bytes:
+                   segment: str | None = None, quality: str = "full") -> bytes:
         """The same render as PNG bytes."""
         return self.request("POST", f"/scenes/{_part(scene)}/render", _render_body(
-            camera, scale, mode, segment, "png"))[0]
+            camera, scale, mode, segment, "png", quality))[0]
 
     # ----- segments ---------------------------------------------------------------
     def segments(self, scene: str) -> list[dict]:
@@ -338,8 +339,9 @@ def _part(value: str) -> str:
     return urllib.parse.quote(str(value), safe="")
 
 
-def _render_body(camera: dict, scale: float, mode: str, segment: str | None, format: str) -> dict:
-    body = {"camera": camera, "scale": scale, "mode": mode, "format": format}
+def _render_body(camera: dict, scale: float, mode: str, segment: str | None, format: str,
+                 quality: str) -> dict:
+    body = {"camera": camera, "scale": scale, "mode": mode, "format": format, "quality": quality}
     if segment is not None:
         body["segment"] = segment
     return body

@@ -5,7 +5,8 @@ in-process, on the default scene's checkpoint (`./scripts/demo.sh` or
 Cases (p50 / p95 over --repeats calls):
 - status: GET a scene's status (API) vs `Scene.status()` (in-process): the API's overhead;
 - render_512x384: a render of an explicit 512 x 384 camera (npz: picture, depth, opacity);
-- preview_256x192: the same camera at scale 0.5 (what the viewport shows while it moves);
+- preview_256x192: the same camera at scale 0.5, quality "preview" (what the viewport shows
+  while it moves), and its PSNR against the full-quality render at that size;
 - stroke: the first stroke of each benchmark object, each on a new segment;
 - stroke_while_training: the same strokes over the API while a colour training job runs
   at the default grid (128^3 from its first step) on a second scene;
@@ -38,6 +39,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_common import save_rows  # noqa: E402
 from engine.cli import DEFAULT_BENCHMARK, DEFAULT_CONFIG, DEFAULT_SCENE  # noqa: E402
+from engine import metrics  # noqa: E402
 from engine.pictures import picture  # noqa: E402
 from engine.scene import Scene  # noqa: E402
 from engine.segment.strokes import StrokeCamera, parse_stroke  # noqa: E402
@@ -106,6 +108,12 @@ def verdict(result: dict) -> str:
     return f"{TARGETS[case]}: {'met' if met else 'missed'}"
 
 
+def psnr(picture: np.ndarray, reference: np.ndarray) -> float:
+    """PSNR (dB) of one RGBA uint8 picture's colour against another's."""
+    error = picture[..., :3].astype(np.float64) / 255 - reference[..., :3] / 255
+    return metrics.psnr(float(np.mean(error ** 2)))
+
+
 def stroke_calls(client: EngineClient, scene_id: str, strokes: list[dict]) -> list[float]:
     seconds = []
     for stroke in strokes:
@@ -146,7 +154,9 @@ def markdown(rows: list[dict]) -> str:
             continue
         local = (f"{1000 * r['in_process_p50_s']:.1f} ms | {1000 * r['in_process_p95_s']:.1f} ms"
                  if "in_process_p50_s" in r else "| ")
-        lines.append(f"| {r['case']} | {r['calls']} | {1000 * r['api_p50_s']:.1f} ms | "
+        case = r["case"] + (f" ({r['psnr_vs_full_db']:.1f} dB from full)"
+                            if "psnr_vs_full_db" in r else "")
+        lines.append(f"| {case} | {r['calls']} | {1000 * r['api_p50_s']:.1f} ms | "
                      f"{1000 * r['api_p95_s']:.1f} ms | {local} | {r['verdict']} |")
     first = rows[0]
     lines.append(f"\n{first['device']}, {first['date']}")
@@ -176,16 +186,21 @@ def main(argv: list[str] | None = None) -> None:
         scene_id = client.open_scene(checkpoint=str(args.checkpoint.resolve()))["id"]
         camera = wide_camera(local)
 
-        def local_render(scale: float) -> None:
-            picture(local.render_camera(local.camera(StrokeCamera(**camera), scale)), "colour")
+        def local_render(scale: float, quality: str) -> np.ndarray:
+            rendered = local.render_camera(local.camera(StrokeCamera(**camera), scale),
+                                           preview=quality == "preview")
+            return picture(rendered, "colour")
 
         rows.append(row("status", timed(lambda: client.scene(scene_id), 10 * args.repeats),
                         timed(local.status, 10 * args.repeats)))
-        for case, scale in (("render_512x384", 1.0), ("preview_256x192", 0.5)):
-            client.render(scene_id, camera, scale)   # warm-up
-            local_render(scale)
-            rows.append(row(case, timed(lambda: client.render(scene_id, camera, scale), args.repeats),
-                            timed(lambda: local_render(scale), args.repeats)))
+        for case, scale, quality in (("render_512x384", 1.0, "full"),
+                                     ("preview_256x192", 0.5, "preview")):
+            client.render(scene_id, camera, scale, quality=quality)   # warm-up
+            local_render(scale, quality)
+            rows.append(row(case, timed(lambda: client.render(scene_id, camera, scale,
+                                                              quality=quality), args.repeats),
+                            timed(lambda: local_render(scale, quality), args.repeats)))
+        rows[-1]["psnr_vs_full_db"] = psnr(local_render(0.5, "preview"), local_render(0.5, "full"))
 
         strokes = first_strokes() * max(1, args.repeats // 7)
         local_strokes = []

@@ -96,3 +96,65 @@ def test_constant_density_slab_has_the_analytic_opacity():
     assert out["opacity"].tolist() == pytest.approx([expected, expected], abs=0.02)
     # colour = (opacity x field colour) + transmittance x white background
     assert (out["rgb"] <= 1.0).all() and (out["rgb"] >= 1 - expected - 1e-4).all()
+
+
+def _blob_field() -> RadianceField:
+    """Two dense balls in an otherwise empty box, its occupancy up to date."""
+    config = FieldConfig(num_voxels=40**3, num_voxels_start=40**3)
+    field = RadianceField(config, torch.full((3,), -1.0), torch.ones(3), 40**3)
+    axes = [torch.linspace(-1, 1, n) for n in field.resolution]
+    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1)
+    inside = ((points - torch.tensor([0.4, 0.1, 0.0])).norm(dim=-1) < 0.25) | (
+        (points - torch.tensor([-0.5, -0.3, 0.2])).norm(dim=-1) < 0.15)
+    with torch.no_grad():
+        field.density.grid[0, 0] = torch.where(inside, 14.0, -30.0)  # opaque in 2 voxels
+    field.update_occupancy()
+    assert 0.01 < float(field.occupancy.float().mean()) < 0.2
+    return field
+
+
+def _rays(count: int, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    origins = torch.tensor([0.0, 0.0, -3.0]) + 0.3 * torch.randn(count, 3, generator=generator)
+    targets = 0.9 * (torch.rand(count, 3, generator=generator) * 2 - 1)  # some miss the balls
+    return origins, targets - origins
+
+
+def test_empty_space_skipping_keeps_every_occupied_sample(monkeypatch):
+    from engine.field import renderer, skipping
+    field, space = _blob_field(), RaySpace("bounded", (1.0, 1.0, 1.0))
+    origins, dirs = _rays(2000)
+    occupied_span = skipping.occupied_span
+    with torch.no_grad():
+        skipped = renderer.sample_rays(field, space, origins, dirs, jitter=False)
+        monkeypatch.setattr(skipping, "occupied_span", lambda field, o, u, t_in, t_out, grid: (t_in, t_out))
+        everything = renderer.sample_rays(field, space, origins, dirs, jitter=False)
+    assert 0 < len(skipped.points) == len(everything.points)
+    assert skipped.ray_index.tolist() == everything.ray_index.tolist()
+    assert torch.allclose(skipped.points, everything.points, atol=1e-5)
+    # and it is skipping: most rays' spans shrink
+    o, u = origins, torch.nn.functional.normalize(dirs, dim=-1)
+    t_in, t_out = spaces.ray_box(o, u, field.box_min, field.box_max)
+    start, end = occupied_span(field, o, u, t_in.clamp_min(0), t_out, field.occupancy)
+    assert float((end - start).clamp_min(0).sum()) < 0.5 * float((t_out - t_in).clamp_min(0).sum())
+
+
+def test_early_stop_and_preview_against_the_full_march(monkeypatch):
+    from engine.field import renderer
+    monkeypatch.setattr(renderer, "WINDOW", 8)  # the balls are ~20 steps deep: several windows
+    field, space = _blob_field(), RaySpace("bounded", (1.0, 1.0, 1.0))
+    origins, dirs = _rays(3000, seed=1)
+    with torch.no_grad():
+        full = render_rays(field, space, origins, dirs)
+        early = render_rays(field, space, origins, dirs, early_stop=True)
+        preview = render_rays(field, space, origins, dirs, preview=True)
+    hit = full["opacity"] > 0.5
+    assert 100 < int(hit.sum()) < 2900                      # the rays see balls and background
+    # stopping where less than the weight threshold of light is left changes nothing
+    # that shows, and leaves fewer samples
+    assert torch.allclose(early["rgb"], full["rgb"], atol=2e-3)
+    assert torch.allclose(early["opacity"], full["opacity"], atol=2e-3)
+    assert len(early["weights"]) < 0.8 * len(full["weights"])
+    # the preview: the same silhouette, colours close
+    assert (preview["opacity"] - full["opacity"]).abs().mean() < 0.02
+    assert (preview["rgb"] - full["rgb"]).abs().mean() < 0.02

@@ -187,6 +187,9 @@ def test_render_any_camera_in_either_frame(client, trained):
     assert difference.max() <= 2
     preview = client.render(trained, {"view": 0}, scale=0.5)
     assert preview["picture"].shape == (24, 24, 4)
+    quick = client.render(trained, {"view": 0}, scale=0.5, quality="preview")
+    error = np.abs(quick["picture"][..., :3] / 255 - preview["picture"][..., :3] / 255)
+    assert quick["picture"].shape == (24, 24, 4) and 0 < error.mean() < 0.05
     png = client.render_png(trained, {"view": 0})
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
 

@@ -79,17 +79,26 @@ class RadianceField(nn.Module):
         """[M] bool: inside the box and in an occupied voxel (the voxel nearest each point).
 
         grid: a bool [X, Y, Z] grid to look up instead of the occupancy (a segment's mask)."""
-        inside = (self.normalize(points).abs() <= 1).all(-1)
-        index = self.nearest_voxel(points)
         grid = self.occupancy if grid is None else grid
-        return inside & grid[index[:, 0], index[:, 1], index[:, 2]]
+        index = self._grid_coords(points)                                  # [M, 3]
+        size = index.new_tensor(self.resolution)
+        inside = ((index >= 0) & (index <= size - 1)).all(-1)
+        # One flat gather instead of three index tensors: the occupancy test is done for
+        # every sample a render marches, and this is most of its cost.
+        nearest = index.round().clamp_(torch.zeros_like(size), size - 1).long()
+        flat = (nearest[:, 0] * grid.shape[1] + nearest[:, 1]) * grid.shape[2] + nearest[:, 2]
+        return inside & grid.reshape(-1)[flat]
+
+    def _grid_coords(self, points: torch.Tensor) -> torch.Tensor:
+        """Space points [M, 3] -> continuous grid index coordinates [M, 3] (0 .. size - 1)."""
+        size = torch.tensor(self.resolution, device=points.device, dtype=points.dtype)
+        return (points - self.box_min) * ((size - 1) / (self.box_max - self.box_min))
 
     def nearest_voxel(self, points: torch.Tensor) -> torch.Tensor:
         """[M, 3] long: the grid index of the voxel nearest each space point [M, 3]
         (clamped to the grid)."""
         size = torch.tensor(self.resolution, device=points.device)
-        index = ((self.normalize(points) + 1) / 2 * (size - 1)).round().long()
-        return torch.minimum(index.clamp_min(0), size - 1)
+        return torch.minimum(self._grid_coords(points).round().long().clamp_min(0), size - 1)
 
     # ----- quantities -----------------------------------------------------------
     def sigma(self, points: torch.Tensor) -> torch.Tensor:

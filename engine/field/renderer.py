@@ -10,18 +10,21 @@ same weights (`render_feature_rays`).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from engine.data.posed_images import PosedImages
-from engine.field import spaces
+from engine.field import skipping, spaces
 from engine.field.feature_field import FeatureField
 from engine.field.radiance_field import RadianceField
 
 FAR_UNBOUNDED = 1e4  # contracted scenes: the outer shell's samples end here (world units)
 FEATURE_CHUNK = 1 << 18  # samples whose features a stroke probe looks up at once
+WINDOW = 64  # steps marched at once before rays that are already opaque stop (`trace`)
+PREVIEW_STEP = 2.0  # previews step twice as far: a preview pixel is >= 2 full-size pixels wide
 RENDER_CHUNK = 4096  # rays per chunk of an image render: 30% faster than 16384 on 2 CPU cores
                     # (the [rays, samples] arrays stay in cache; bench_serve.py, 2026-12-06)
 
@@ -68,34 +71,127 @@ def _march(origins, dirs, t_start, t_end, step: float, jitter: bool):
     return origins[:, None] + dirs[:, None] * t[..., None], t, valid
 
 
-def sample_rays(field: RadianceField, space: RaySpace, origins, dirs, jitter: bool,
-                keep: torch.Tensor | None = None) -> Samples:
-    """Sample points along rays [R, 3] (world) in the field's space.
+def _field_rays(field: RadianceField, space: RaySpace, origins, dirs, grid,
+                step_scale: float = 1.0):
+    """World rays [R, 3] -> the field space's origins, unit directions [R, 3], and the
+    part [t_start, t_end] [R] worth sampling (empty space skipped; see `skipping`).
 
-    keep: a bool grid [X, Y, Z] (a segment's voxels); samples whose nearest voxel is not
-    in it are dropped, so everything outside has alpha exactly 0. None: the occupancy."""
-    step = field.config.stepsize * field.voxel_size
-    base = float(field.final_voxel_size)
+    t_start stays on the lattice t_in + k * step of the unskipped march, so skipping
+    changes no sample's position."""
+    step = field.config.stepsize * field.voxel_size * step_scale
     if space.kind == "ndc":
         origins, dirs = spaces.ndc_rays(origins, dirs, space.ndc_intrinsics)
     unit = F.normalize(dirs, dim=-1)
-    if space.kind == "contracted":
-        points, t, valid, interval = _contracted_samples(field, space, origins, unit, step, jitter)
-        position = interval.cumsum(1) - interval
+    t_in, t_out = spaces.ray_box(origins, unit, field.box_min, field.box_max)
+    if space.kind == "ndc":  # the NDC ray runs from the near plane (0) to infinity (|d|)
+        t_in, t_out = t_in.clamp_min(0), torch.minimum(t_out, dirs.norm(dim=-1))
     else:
-        t_in, t_out = spaces.ray_box(origins, unit, field.box_min, field.box_max)
-        if space.kind == "ndc":  # the NDC ray runs from the near plane (0) to infinity (|d|)
-            t_in, t_out = t_in.clamp_min(0), torch.minimum(t_out, dirs.norm(dim=-1))
-        else:
-            t_in = t_in.clamp_min(space.near)
-        points, t, valid = _march(origins, unit, t_in, t_out, step, jitter)
-        interval = torch.full_like(t, step / base)
-        position = t / base
+        t_in = t_in.clamp_min(space.near)
+    start, end = skipping.occupied_span(field, origins, unit, t_in, t_out, grid)
+    start = t_in + torch.floor((start - t_in) / step) * step
+    return origins, unit, start, end, step
+
+
+def _keep_samples(field, points, t, valid, keep, interval: float | torch.Tensor,
+                  position: torch.Tensor | None = None) -> Samples:
+    """The samples [R, S] that are valid and in a set voxel of `keep` (None: occupancy).
+
+    interval: every sample's, or one for all (uniform steps); position [R, S]: None for
+    t in final-grid voxels (uniform steps)."""
     R, S = t.shape
     flat = torch.nonzero(valid.reshape(-1))[:, 0]
-    flat = flat[field.occupied(points.reshape(-1, 3)[flat], keep)]
-    return Samples(points.reshape(-1, 3)[flat], flat // S, flat, interval.reshape(-1)[flat],
-                   t.reshape(-1)[flat], position.reshape(-1)[flat], (R, S))
+    candidates = points.reshape(-1, 3)[flat]
+    occupied = field.occupied(candidates, keep)
+    flat, kept = flat[occupied], candidates[occupied]
+    depth = t.reshape(-1)[flat]
+    base = float(field.final_voxel_size)
+    if isinstance(interval, float):
+        interval = torch.full_like(depth, interval)
+    else:
+        interval = interval.reshape(-1)[flat]
+    position = depth / base if position is None else position.reshape(-1)[flat]
+    return Samples(kept, flat // S, flat, interval, depth, position, (R, S))
+
+
+def sample_rays(field: RadianceField, space: RaySpace, origins, dirs, jitter: bool,
+                keep: torch.Tensor | None = None) -> Samples:
+    """Sample points along rays [R, 3] (world) in the field's space, all at once (sorted
+    by ray, then along it: what training's losses need).
+
+    keep: a bool grid [X, Y, Z] (a segment's voxels); samples whose nearest voxel is not
+    in it are dropped, so everything outside has alpha exactly 0. None: the occupancy."""
+    base = float(field.final_voxel_size)
+    if space.kind == "contracted":
+        step = field.config.stepsize * field.voxel_size
+        points, t, valid, interval = _contracted_samples(field, space, origins,
+                                                         F.normalize(dirs, dim=-1), step, jitter)
+        return _keep_samples(field, points, t, valid, keep, interval, interval.cumsum(1) - interval)
+    origins, unit, start, end, step = _field_rays(field, space, origins, dirs,
+                                                  field.occupancy if keep is None else keep)
+    points, t, valid = _march(origins, unit, start, end, step, jitter)
+    return _keep_samples(field, points, t, valid, keep, step / base)
+
+
+@dataclass
+class Traced:
+    samples: Samples
+    weights: torch.Tensor        # [M] rendering weight of each sample
+    transmittance: torch.Tensor  # [R] light that passes each ray
+
+
+def trace(field: RadianceField, space: RaySpace, origins: torch.Tensor, dirs: torch.Tensor,
+          jitter: bool = False, keep: torch.Tensor | None = None, early_stop: bool = False,
+          step_scale: float = 1.0) -> Traced:
+    """The one ray-marching core: samples along world rays [R, 3] and their weights.
+
+    early_stop (renders, probes; never training, whose losses want every sample in
+    order): march WINDOW steps at a time and stop each ray once less than the weight
+    threshold of light is left, i.e. once nothing behind could show. Samples then come
+    window by window (not sorted by ray), in a dense layout of R x (the windows' widths).
+    step_scale (with early_stop): steps that many times the configured step (previews)."""
+    if not early_stop or space.kind == "contracted":
+        samples = sample_rays(field, space, origins, dirs, jitter, keep)
+        return Traced(samples, *ray_weights(field, samples))
+    base = float(field.final_voxel_size)
+    origins, unit, start, end, step = _field_rays(field, space, origins, dirs,
+                                                  field.occupancy if keep is None else keep,
+                                                  step_scale)
+    R = len(origins)
+    depth_before = torch.zeros(R, device=origins.device)      # optical depth so far [R]
+    parts = []
+    marched, columns = 0, 0       # steps marched so far; width of the dense layout so far
+    active = torch.nonzero(start < end)[:, 0]
+    while len(active):
+        t_from = start[active] + marched * step
+        t_to = torch.minimum(t_from + WINDOW * step, end[active])
+        points, t, valid = _march(origins[active], unit[active], t_from, t_to, step, jitter)
+        window = _keep_samples(field, points, t, valid, keep, step / base)
+        width = t.shape[1]
+        tau = field.sigma(window.points) * window.interval                    # [m]
+        dense = torch.zeros(len(active) * width, device=tau.device).index_put(
+            (window.flat_index,), tau).reshape(len(active), width)
+        through = dense.cumsum(1) + depth_before[active, None]
+        exclusive = (through - dense).reshape(-1)[window.flat_index]
+        weights = (1 - torch.exp(-tau)) * torch.exp(-exclusive)
+        parts.append((window, active[window.ray_index], columns + window.flat_index % width,
+                      weights))
+        depth_before[active] = through[:, -1]
+        marched, columns = marched + WINDOW, columns + width
+        alive = (torch.exp(-depth_before[active]) > field.config.weight_threshold) & (
+            start[active] + marched * step < end[active])
+        active = active[alive]
+    if not parts:  # every ray missed the occupied voxels
+        none = origins.new_zeros(0)
+        index = torch.zeros(0, dtype=torch.long, device=origins.device)
+        return Traced(Samples(origins[:0], index, index, none, none, none, (R, 1)), none,
+                      torch.ones(R, device=origins.device))
+    ray = torch.cat([p[1] for p in parts])
+    column = torch.cat([p[2] for p in parts])
+    samples = Samples(torch.cat([p[0].points for p in parts]), ray, ray * columns + column,
+                      torch.cat([p[0].interval for p in parts]),
+                      torch.cat([p[0].depth for p in parts]),
+                      torch.cat([p[0].position for p in parts]), (R, columns))
+    return Traced(samples, torch.cat([p[3] for p in parts]), torch.exp(-depth_before))
 
 
 def _contracted_samples(field, space, origins, unit, step, jitter):
@@ -132,18 +228,27 @@ def ray_weights(field: RadianceField, samples: Samples) -> tuple[torch.Tensor, t
 
 def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
               background: torch.Tensor,
-              weighted: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+              weighted: tuple[torch.Tensor, torch.Tensor] | None = None,
+              surface: bool = False) -> dict[str, torch.Tensor]:
     """Alpha-composite samples into per-ray colour [R, 3], depth [R], opacity [R].
 
     Also returns, for the K samples whose colour was evaluated, their colour [K, 3],
     weight [K] and ray index [K]. weighted: `ray_weights(field, samples)` when the caller
     already has it (the density lookups are most of a render's cost).
+
+    surface (previews): colour each ray once, at its sample where the accumulated weight
+    passes half the ray's opacity, times the opacity. On the default scene this is
+    39 dB from the full composite at a tenth of the colour lookups (docs/serve.md).
     """
     R, _ = samples.shape
     weights, transmittance = weighted if weighted is not None else ray_weights(field, samples)
-    visible = weights.detach() > field.config.weight_threshold
+    if surface:
+        visible = _surface_samples(samples, weights, 1 - transmittance)
+        w = (1 - transmittance)[samples.ray_index[visible]]
+    else:
+        visible = torch.nonzero(weights.detach() > field.config.weight_threshold)[:, 0]
+        w = weights[visible]
     ray = samples.ray_index[visible]
-    w = weights[visible]
     rgb = field.rgb(samples.points[visible], viewdirs, ray)
     color = torch.zeros(R, 3, device=w.device).index_add(0, ray, w[:, None] * rgb)
     color = color + transmittance[:, None] * background
@@ -154,20 +259,38 @@ def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
             "sample_rgb": rgb, "sample_weight": w, "sample_ray": ray}
 
 
+def _surface_samples(samples: Samples, weights: torch.Tensor, opacity: torch.Tensor
+                     ) -> torch.Tensor:
+    """Index [K] of each ray's sample where its accumulated weight passes opacity / 2
+    (rays with no samples have none)."""
+    R, S = samples.shape
+    dense = torch.zeros(R * S, device=weights.device).index_put(
+        (samples.flat_index,), weights).reshape(R, S)
+    column = (dense.cumsum(1) < opacity[:, None] / 2).sum(1).clamp_max(S - 1)     # [R]
+    lookup = torch.full((R * S,), -1, dtype=torch.long, device=weights.device)
+    lookup[samples.flat_index] = torch.arange(len(samples.flat_index), device=weights.device)
+    index = lookup[torch.arange(R, device=weights.device) * S + column]
+    return index[index >= 0]
+
+
 def render_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
-                dirs: torch.Tensor, jitter: bool = False, keep: torch.Tensor | None = None
-                ) -> dict[str, torch.Tensor]:
+                dirs: torch.Tensor, jitter: bool = False, keep: torch.Tensor | None = None,
+                early_stop: bool = False, preview: bool = False) -> dict[str, torch.Tensor]:
     """Render world rays origins/dirs [R, 3] -> rgb [R, 3], depth [R], opacity [R]; also
     the samples and the weight [M] of each (`composite` has the rest), for losses on
     them.
 
-    keep: render only these voxels (bool grid [X, Y, Z]); see `sample_rays`."""
-    samples = sample_rays(field, space, origins, dirs, jitter, keep)
-    weighted = ray_weights(field, samples)
+    keep: render only these voxels (bool grid [X, Y, Z]); see `sample_rays`.
+    early_stop: see `trace` (images; not training).
+    preview: a quick approximation while a view moves (implies early_stop): PREVIEW_STEP
+    times the step, and `composite`'s surface colour."""
+    traced = trace(field, space, origins, dirs, jitter, keep, early_stop or preview,
+                   PREVIEW_STEP if preview else 1.0)
     viewdirs = F.normalize(dirs, dim=-1)
     background = torch.tensor(space.background, device=origins.device)
-    return {**composite(field, samples, viewdirs, background, weighted),
-            "samples": samples, "weights": weighted[0]}
+    return {**composite(field, traced.samples, viewdirs, background,
+                        (traced.weights, traced.transmittance), surface=preview),
+            "samples": traced.samples, "weights": traced.weights}
 
 
 def render_feature_rays(field: RadianceField, features: FeatureField, space: RaySpace,
@@ -182,8 +305,8 @@ def render_feature_rays(field: RadianceField, features: FeatureField, space: Ray
     through soft surfaces), evaluate that many, drawn in proportion to their weights, and
     take opacity x their mean: the same value in expectation, at a fraction of the cost."""
     with torch.no_grad():
-        samples = sample_rays(field, space, origins, dirs, jitter)
-        weights, transmittance = ray_weights(field, samples)
+        traced = trace(field, space, origins, dirs, jitter, early_stop=True)
+        samples, weights, transmittance = traced.samples, traced.weights, traced.transmittance
         visible = weights > field.config.weight_threshold
         if samples_per_ray > 0:
             points, ray, w = _draw_by_weight(samples, weights * visible, samples_per_ray)
@@ -208,8 +331,8 @@ def probe_rays(field: RadianceField, features: FeatureField | None, space: RaySp
     in `render_feature_rays`), FEATURE_CHUNK samples at a time: in a cluttered
     forward-facing scene 16k stroke rays keep millions of samples, and a feature lookup
     holds about 1 KB of intermediates per sample."""
-    samples = sample_rays(field, space, origins, dirs, jitter=False)
-    weights, transmittance = ray_weights(field, samples)
+    traced = trace(field, space, origins, dirs, early_stop=True)
+    samples, weights, transmittance = traced.samples, traced.weights, traced.transmittance
     R = len(origins)
     best = torch.full((R,), -1.0, device=origins.device).scatter_reduce(
         0, samples.ray_index, weights, reduce="amax")
@@ -240,25 +363,30 @@ def probe_rays(field: RadianceField, features: FeatureField | None, space: RaySp
 
 @torch.no_grad()
 def render_segment_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
-                        dirs: torch.Tensor, keep: torch.Tensor, scene_rgb: bool = False
-                        ) -> dict[str, torch.Tensor]:
+                        dirs: torch.Tensor, keep: torch.Tensor, scene_rgb: bool = False,
+                        preview: bool = False) -> dict[str, torch.Tensor]:
     """Render a segment (bool voxel grid `keep` [X, Y, Z]) along world rays [R, 3]:
     - rgb [R, 3], opacity [R]: the segment alone (alpha exactly 0 everywhere else);
     - visible [R]: the segment's share of the whole scene's render, i.e. the weight of its
       samples when everything else is in front of or behind it (occlusion counts);
     - scene_rgb [R, 3], scene_depth [R], scene_opacity [R], when asked for: the whole
-      scene's render from the same samples."""
-    samples = sample_rays(field, space, origins, dirs, jitter=False)
-    weights, transmittance = ray_weights(field, samples)
-    inside = field.occupied(samples.points, keep)
+      scene's render from the same samples.
+    preview: see `render_rays`."""
+    step = PREVIEW_STEP if preview else 1.0
+    scene = trace(field, space, origins, dirs, early_stop=True, step_scale=step)
+    inside = field.occupied(scene.samples.points, keep)
     visible = torch.zeros(len(origins), device=origins.device).index_add(
-        0, samples.ray_index[inside], weights[inside])
+        0, scene.samples.ray_index[inside], scene.weights[inside])
     background = torch.tensor(space.background, device=origins.device)
     viewdirs = F.normalize(dirs, dim=-1)
-    alone = composite(field, samples.subset(inside), viewdirs, background)
+    # The segment alone is marched again: behind what hides it, the scene's march stopped.
+    alone = trace(field, space, origins, dirs, keep=keep, early_stop=True, step_scale=step)
+    alone = composite(field, alone.samples, viewdirs, background,
+                      (alone.weights, alone.transmittance), surface=preview)
     result = {"rgb": alone["rgb"], "opacity": alone["opacity"], "visible": visible}
     if scene_rgb:
-        scene = composite(field, samples, viewdirs, background, (weights, transmittance))
+        scene = composite(field, scene.samples, viewdirs, background,
+                          (scene.weights, scene.transmittance), surface=preview)
         result.update(scene_rgb=scene["rgb"], scene_depth=scene["depth"],
                       scene_opacity=scene["opacity"])
     return result
@@ -286,30 +414,51 @@ def _draw_by_weight(samples: Samples, weights: torch.Tensor, count: int):
 
 def _render_in_chunks(render, cameras, cam_id: int, chunk: int, keys: tuple[str, ...]):
     origins, dirs = cameras.image_rays(cam_id)
-    parts = [render(origins[i:i + chunk], dirs[i:i + chunk]) for i in range(0, len(origins), chunk)]
+    starts = range(0, len(origins), chunk)
+    if origins.device.type == "cpu" and len(starts) > 1:
+        # Most of a chunk's ops are too small for torch's own threads to fill the cores;
+        # chunks side by side do (a 256x192 preview: 0.21 -> 0.15 s on 2 cores).
+        with _chunk_pool() as pool:
+            parts = list(pool.map(lambda i: render(origins[i:i + chunk], dirs[i:i + chunk]),
+                                  starts))
+    else:
+        parts = [render(origins[i:i + chunk], dirs[i:i + chunk]) for i in starts]
     H, W = cameras.height, cameras.width
     return {key: torch.cat([p[key] for p in parts]).reshape(H, W, -1).squeeze(-1) for key in keys}
 
 
+def _chunk_pool() -> ThreadPoolExecutor:
+    """Threads that render chunks: as many as torch uses; each chunk's ops then run on one
+    (grad mode is per thread, so the caller's no_grad is set again in each)."""
+    threads = torch.get_num_threads()
+
+    def start() -> None:
+        torch.set_grad_enabled(False)
+    return ThreadPoolExecutor(threads, thread_name_prefix="isrf-render", initializer=start)
+
+
 @torch.no_grad()
 def render_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
-                 chunk: int = RENDER_CHUNK) -> dict[str, torch.Tensor]:
-    """Render one camera's full image: rgb [H, W, 3], depth [H, W], opacity [H, W]."""
-    return _render_in_chunks(lambda o, d: render_rays(field, space, o, d), cameras, cam_id,
-                             chunk, ("rgb", "depth", "opacity"))
+                 chunk: int = RENDER_CHUNK, preview: bool = False) -> dict[str, torch.Tensor]:
+    """Render one camera's full image: rgb [H, W, 3], depth [H, W], opacity [H, W].
+    preview: see `render_rays`."""
+    return _render_in_chunks(
+        lambda o, d: render_rays(field, space, o, d, early_stop=True, preview=preview),
+        cameras, cam_id, chunk, ("rgb", "depth", "opacity"))
 
 
 @torch.no_grad()
 def render_segment_image(field: RadianceField, space: RaySpace, cameras, cam_id: int,
-                         keep: torch.Tensor, chunk: int = RENDER_CHUNK, scene_rgb: bool = False
-                         ) -> dict[str, torch.Tensor]:
+                         keep: torch.Tensor, chunk: int = RENDER_CHUNK, scene_rgb: bool = False,
+                         preview: bool = False) -> dict[str, torch.Tensor]:
     """One camera's render of a segment: rgb [H, W, 3], opacity [H, W], visible [H, W]
     and, when asked for, scene_rgb [H, W, 3], scene_depth and scene_opacity [H, W] (see
     `render_segment_rays`)."""
     keys = ("rgb", "opacity", "visible") + (
         ("scene_rgb", "scene_depth", "scene_opacity") if scene_rgb else ())
-    return _render_in_chunks(lambda o, d: render_segment_rays(field, space, o, d, keep, scene_rgb),
-                             cameras, cam_id, chunk, keys)
+    return _render_in_chunks(
+        lambda o, d: render_segment_rays(field, space, o, d, keep, scene_rgb, preview),
+        cameras, cam_id, chunk, keys)
 
 
 @torch.no_grad()

@@ -41,7 +41,7 @@ from engine.config import SegmentConfig
 from engine.data.cameras import Cameras
 from engine.errors import Cancelled
 from engine.field.radiance_field import RadianceField
-from engine.field.renderer import RaySpace, ray_weights, sample_rays
+from engine.field.renderer import RaySpace, trace
 from engine.segment.mask_edges import visible_mask
 from engine.segment.voxels import VoxelDomain
 
@@ -126,9 +126,9 @@ def domain_samples(field: RadianceField, space: RaySpace, cameras: Cameras, view
     origins, dirs = cameras.image_rays(view)
     rows, weights, rays = [], [], []
     for start in range(0, len(origins), RAY_CHUNK):
-        samples = sample_rays(field, space, origins[start:start + RAY_CHUNK],
-                              dirs[start:start + RAY_CHUNK], jitter=False)
-        weight, _ = ray_weights(field, samples)
+        traced = trace(field, space, origins[start:start + RAY_CHUNK],
+                       dirs[start:start + RAY_CHUNK], early_stop=True)
+        samples, weight = traced.samples, traced.weights
         row = domain.rows_at(samples.points, field)   # the voxel a segment's render looks up
         keep = row >= 0
         rows.append(row[keep].long()), weights.append(weight[keep])

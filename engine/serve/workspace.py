@@ -165,7 +165,8 @@ class Workspace:
             if camera.width * camera.height > schemas.MAX_RENDER_PIXELS:
                 raise ApiError(422, f"camera: {camera.width}x{camera.height} is more than "
                                     f"{schemas.MAX_RENDER_PIXELS} pixels")
-            rendered = scene.render_camera(camera, request.segment)
+            rendered = scene.render_camera(camera, request.segment,
+                                           preview=request.quality == "preview")
             image = picture(rendered, request.mode)
             seconds = time.perf_counter() - started
         headers = {"X-Isrf-Seconds": f"{seconds:.4f}", "X-Isrf-Width": str(camera.width),
