@@ -269,22 +269,26 @@ class Scene:
         return Cameras(camera.c2w, camera.intrinsics * factor, camera.distortion, width, height)
 
     def render_camera(self, camera: Cameras, segment: str | None = None,
-                      preview: bool = False) -> dict[str, torch.Tensor]:
+                      preview: bool = False, segment_alone: bool = True
+                      ) -> dict[str, torch.Tensor]:
         """Render a one-camera `Cameras`: rgb [H, W, 3], depth [H, W] (along the optical
         axis, scene units; bounded scenes), opacity [H, W]; with a segment also its render
         alone, segment_rgb [H, W, 3] and segment_opacity [H, W], and visible [H, W]: its
         share of what the camera sees. preview: the renderer's quick approximation (for a
-        moving view; `renderer.render_rays`)."""
+        moving view; `renderer.render_rays`). segment_alone=False: without segment_rgb
+        and segment_opacity (an overlay needs only `visible`)."""
         field = self._require_field()
         space = RaySpace.of(self.data)
         if segment is None:
             return render_image(field, space, camera, 0, preview=preview)
         keep = self.segmentation.mask_grid(segment)
         both = render_segment_image(field, space, camera, 0, keep, scene_rgb=True,
-                                    preview=preview)
-        return {"rgb": both["scene_rgb"], "depth": both["scene_depth"],
-                "opacity": both["scene_opacity"], "segment_rgb": both["rgb"],
-                "segment_opacity": both["opacity"], "visible": both["visible"]}
+                                    preview=preview, alone=segment_alone)
+        result = {"rgb": both["scene_rgb"], "depth": both["scene_depth"],
+                  "opacity": both["scene_opacity"], "visible": both["visible"]}
+        if segment_alone:
+            result.update(segment_rgb=both["rgb"], segment_opacity=both["opacity"])
+        return result
 
     def stroke(self, segment: str, stroke: Stroke | dict) -> StrokeResult:
         """Apply a stroke painted in any camera (either frame) to a segment."""

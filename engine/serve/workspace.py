@@ -166,7 +166,8 @@ class Workspace:
                 raise ApiError(422, f"camera: {camera.width}x{camera.height} is more than "
                                     f"{schemas.MAX_RENDER_PIXELS} pixels")
             rendered = scene.render_camera(camera, request.segment,
-                                           preview=request.quality == "preview")
+                                           preview=request.quality == "preview",
+                                           segment_alone=request.mode == "segment")
             image = picture(rendered, request.mode)
             seconds = time.perf_counter() - started
         headers = {"X-Isrf-Seconds": f"{seconds:.4f}", "X-Isrf-Width": str(camera.width),
