@@ -9,22 +9,24 @@ when Blender registers the add-on, so the client also runs (and is tested) outsi
 def register():
     import bpy
 
-    from . import operators, panels, preferences, properties, runtime
+    from . import engine_view, operators, painting, panels, preferences, properties, runtime
 
     bpy.utils.register_class(preferences.ISRF_AddonPreferences)
     properties.register()
-    for cls in (*operators.CLASSES, *panels.CLASSES):
+    for cls in (*operators.CLASSES, *painting.CLASSES, *panels.CLASSES):
         bpy.utils.register_class(cls)
     runtime.register()
+    engine_view.register()
 
 
 def unregister():
     import bpy
 
-    from . import operators, panels, preferences, properties, runtime
+    from . import engine_view, operators, painting, panels, preferences, properties, runtime
 
+    engine_view.unregister()
     runtime.unregister()
-    for cls in reversed((*operators.CLASSES, *panels.CLASSES)):
+    for cls in reversed((*operators.CLASSES, *painting.CLASSES, *panels.CLASSES)):
         bpy.utils.unregister_class(cls)
     properties.unregister()
     bpy.utils.unregister_class(preferences.ISRF_AddonPreferences)

@@ -34,7 +34,8 @@ def _on_error(scene_name: str):
 
 
 def _submit(operator, context, call, on_done) -> set[str]:
-    """Queue `call(client)`; `on_done(settings, result)` runs on the UI thread."""
+    """Queue `call(client)`; `on_done(settings, result)` runs on the UI thread. A refusal
+    (no engine) is reported through `operator` (if any) and the panel."""
     scene_name = context.scene.name
     context.scene.isrf.message = ""
 
@@ -47,7 +48,9 @@ def _submit(operator, context, call, on_done) -> set[str]:
     try:
         LINK.submit(call, done, _on_error(scene_name))
     except EngineError as error:
-        operator.report({"ERROR"}, str(error))
+        if operator is not None:
+            operator.report({"ERROR"}, str(error))
+        context.scene.isrf.message = str(error)
         return {"CANCELLED"}
     return {"FINISHED"}
 
@@ -360,15 +363,22 @@ class ISRF_OT_stroke(_NeedsSegment, bpy.types.Operator):
             if point.new_line or not polylines:
                 polylines.append([])
             polylines[-1].append(list(point.position))
-        scene_id, name = settings.scene_id, active_segment(settings)
-        label, radius = ("negative" if self.negative else "positive"), settings.brush_radius
+        label = "negative" if self.negative else "positive"
+        return send_stroke(self, context, camera, polylines, settings.brush_radius, label)
 
-        def painted(settings, result) -> None:
-            settings.last_stroke = f"{result['mask']} voxels, {result['seconds']:.2f} s"
-            refresh(settings)
 
-        return _submit(self, context, lambda client: client.stroke(
-            scene_id, name, camera, polylines, radius, label), painted)
+def send_stroke(operator, context, camera: dict, polylines, radius: float, label: str) -> set[str]:
+    """Paint a stroke on the active segment (pixels of `camera`, the engine's frame);
+    the segment list and the last stroke's figures update when the engine answers."""
+    settings = context.scene.isrf
+    scene_id, name = settings.scene_id, active_segment(settings)
+
+    def painted(settings, result) -> None:
+        settings.last_stroke = f"{result['mask']} voxels, {result['seconds']:.2f} s"
+        refresh(settings)
+
+    return _submit(operator, context, lambda client: client.stroke(
+        scene_id, name, camera, polylines, radius, label), painted)
 
 
 # ----- meshes ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bpy
 
+from . import engine_view
 from .runtime import LINK
 
 STATE_ICONS = {"stopped": "UNLINKED", "starting": "SORTTIME", "connected": "LINKED",
@@ -91,11 +92,29 @@ class ISRF_PT_segments(_Tab, bpy.types.Panel):
         buttons.operator("isrf.segment_add", text="", icon="ADD")
         buttons.operator("isrf.segment_remove", text="", icon="REMOVE")
         row = layout.row(align=True)
+        row.operator("isrf.paint", icon="BRUSH_DATA")
+        row.prop(settings, "brush_negative", text="", icon="REMOVE")
+        layout.prop(settings, "brush_radius")
+        row = layout.row(align=True)
         for action, icon in (("undo", "LOOP_BACK"), ("redo", "LOOP_FORWARDS"), ("reset", "X")):
             row.operator("isrf.segment_history", text=action.title(), icon=icon).action = action
-        layout.prop(settings, "brush_radius")
         if settings.last_stroke:
             layout.label(text=settings.last_stroke)
+
+
+class ISRF_PT_view(_Tab, bpy.types.Panel):
+    """The engine's render of this viewport, drawn over it"""
+    bl_idname = "ISRF_PT_view"
+    bl_label = "View"
+    bl_parent_id = "ISRF_PT_main"
+
+    def draw(self, context):
+        layout, settings = self.layout, context.scene.isrf
+        layout.row().prop(settings, "view_mode", expand=True)
+        layout.prop(settings, "view_resolution")
+        state = engine_view.VIEWS.get(context.area.as_pointer()) if context.area else None
+        if state is not None and state.error:
+            layout.label(text=state.error, icon="ERROR")
 
 
 class ISRF_PT_export(_Tab, bpy.types.Panel):
@@ -114,4 +133,5 @@ class ISRF_PT_export(_Tab, bpy.types.Panel):
         row.operator("isrf.mesh_export", icon="EXPORT")
 
 
-CLASSES = (ISRF_PT_main, ISRF_PT_scene, ISRF_UL_segments, ISRF_PT_segments, ISRF_PT_export)
+CLASSES = (ISRF_PT_main, ISRF_PT_scene, ISRF_PT_view, ISRF_UL_segments, ISRF_PT_segments,
+           ISRF_PT_export)

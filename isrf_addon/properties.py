@@ -48,8 +48,22 @@ class ISRF_SceneSettings(bpy.types.PropertyGroup):
     segments: bpy.props.CollectionProperty(type=ISRF_Segment)
     active_segment: bpy.props.IntProperty(name="Active segment", default=0, min=0)
     last_stroke: bpy.props.StringProperty(name="Last stroke")
-    brush_radius: bpy.props.FloatProperty(name="Radius", default=4.0, min=1.0, max=256.0,
-                                          description="Brush radius in pixels")
+    brush_radius: bpy.props.FloatProperty(name="Radius", default=8.0, min=1.0, max=256.0,
+                                          description="Brush radius in pixels (F or the wheel while painting)")
+    brush_negative: bpy.props.BoolProperty(
+        name="Negative", description="Paint negative strokes (Ctrl while painting: the other kind)")
+
+    view_mode: bpy.props.EnumProperty(
+        name="Engine view", default="OFF",
+        items=[("OFF", "Off", "Show Blender's own viewport only"),
+               ("COLOUR", "Colour", "The engine's render of the view"),
+               ("OVERLAY", "Overlay", "The render with the active segment tinted"),
+               ("SEGMENT", "Object", "The active segment alone, over Blender's viewport")],
+        description="Draw the engine's render of each 3D viewport over it")
+    view_resolution: bpy.props.FloatProperty(
+        name="Resolution", default=0.5, min=0.1, max=1.0, subtype="FACTOR",
+        description="Size of the engine's render when the view rests, as a fraction of the "
+                    "viewport (while it moves: a quick 256-pixel-wide preview)")
     message: bpy.props.StringProperty(name="Message", description="The last error, if any")
     info: bpy.props.StringProperty(name="Info", description="What the last step made")
 

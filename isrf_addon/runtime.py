@@ -11,6 +11,7 @@ from .engine_link import EngineLink
 
 LINK = EngineLink()
 TIMER_SECONDS = 0.1
+TICKS: list = []   # more work for the timer, each called with no arguments (engine_view)
 
 
 def pump() -> int:
@@ -25,7 +26,12 @@ def pump() -> int:
 
 
 def _timer() -> float:
-    pump()
+    try:
+        pump()
+        for tick in TICKS:
+            tick()
+    except Exception as error:   # noqa: BLE001 - a timer that raises is never called again
+        LINK.message = f"add-on error: {error}"
     return TIMER_SECONDS
 
 

@@ -68,7 +68,8 @@ def vertex_colour_material() -> bpy.types.Material:
     if material is not None:
         return material
     material = bpy.data.materials.new(name)
-    material.use_nodes = True
+    if material.node_tree is None:   # Blender < 5 makes node trees on request
+        material.use_nodes = True
     nodes, links = material.node_tree.nodes, material.node_tree.links
     shader = next(node for node in nodes if node.type == "BSDF_PRINCIPLED")
     attribute = nodes.new("ShaderNodeVertexColor")

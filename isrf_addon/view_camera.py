@@ -33,3 +33,12 @@ def viewport_camera(region, region_3d) -> dict:
         raise ValueError("the view is orthographic: switch to perspective (numpad 5)")
     return engine_camera(region_3d.window_matrix, region_3d.view_matrix.inverted(),
                          region.width, region.height)
+
+
+def object_camera(camera_object, depsgraph, width: int, height: int) -> dict:
+    """A camera object's engine camera for a width x height image (its sensor fit, shift
+    and lens as Cycles renders them; the object's scale is dropped)."""
+    if camera_object.data.type != "PERSP":
+        raise ValueError(f"{camera_object.name}: only perspective cameras have a pinhole model")
+    projection = camera_object.calc_matrix_camera(depsgraph, x=width, y=height)
+    return engine_camera(projection, camera_object.matrix_world.normalized(), width, height)

@@ -114,6 +114,42 @@ def test_the_whole_loop_through_the_operators(package, dataset, tmp_path):
         assert bpy.ops.isrf.stroke(points=points, view=0) == {{"FINISHED"}}
         wait(lambda: settings.last_stroke, "the stroke")
         wait(lambda: settings.segments[0].voxels > 0, "the segment's voxels")
+
+        # the engine view of a camera (what a viewport gets): a preview, then at rest full
+        modules = {{name: sys.modules[f"{MODULE}.{{name}}"]
+                   for name in ("engine_view", "operators", "painter", "view_camera")}}
+        engine_view, painter = modules["engine_view"], modules["painter"]
+        settings.view_mode, settings.view_resolution = "OVERLAY", 1.0
+        camera = modules["view_camera"].object_camera(first, bpy.context.evaluated_depsgraph_get(), 48, 48)
+        state = engine_view.ViewState()
+        engine_view.request_for_view(state, settings, camera, time.monotonic())
+        wait(lambda: state.shown is not None, "the preview")
+        qualities = [state.shown[1]]
+        engine_view.BAND_ROWS = 16                 # the full render in three bands
+
+        def rested():
+            engine_view.request_for_view(state, settings, camera, time.monotonic() + 1)
+            return state.shown[1] == "full"
+        wait(rested, "the full render")
+        qualities.append(state.shown[1])
+        import numpy as np
+        direct = LINK.client.render(settings.scene_id, {{"view": 0}}, mode="overlay",
+                                    segment="ball")["picture"]
+        view_error = float(np.abs(state.picture.astype(int) - direct.astype(int)).mean())
+
+        # the painter: a drag in the viewport's pixels (y up), sent with its camera
+        brush = painter.Painter({stroke["radius"]!r}, 48)
+        line = [(x - 0.5, 48 - y - 0.5) for x, y in {stroke["polylines"][0]!r}]
+        events = [("LEFTMOUSE", "PRESS", *line[0])] + [("MOUSEMOVE", "NOTHING", *p) for p in line[1:]] \
+            + [("LEFTMOUSE", "RELEASE", *line[-1])]
+        answers = [painter.handle(brush, kind, value, x, y, False, 48, 48) for kind, value, x, y in events]
+        painted = answers[-1]
+        before = settings.segments[0].strokes
+        modules["operators"].send_stroke(None, bpy.context, camera, painted.polylines,
+                                         painted.radius, painted.label)
+        wait(lambda: settings.segments[0].strokes == before + 1, "the painted stroke")
+        engine_view.request_for_view(state, settings, camera, time.monotonic())
+        qualities.append(state.in_flight)          # the new mask: a new render at once
         assert bpy.ops.isrf.mesh_import() == {{"FINISHED"}}
         wait(lambda: "ball" in bpy.data.objects, "the mesh")
         ball = bpy.data.objects["ball"]
@@ -123,7 +159,8 @@ def test_the_whole_loop_through_the_operators(package, dataset, tmp_path):
                   "corners": corners, "vertices": len(ball.data.vertices),
                   "coloured": colours is not None and colours.domain == "POINT",
                   "material": ball.data.materials[0].name,
-                  "collection": ball.users_collection[0].name}}
+                  "collection": ball.users_collection[0].name, "qualities": qualities,
+                  "view_error": view_error, "view_shape": list(state.picture.shape)}}
         bpy.ops.wm.save_as_mainfile(filepath={str(tmp_path / "loop.blend")!r})
 
         process = LINK.engine.process
@@ -146,6 +183,8 @@ def test_the_whole_loop_through_the_operators(package, dataset, tmp_path):
     assert result["cameras"] == 40 and result["camera_error"] < 1e-5
     assert result["voxels"] > 0 and result["vertices"] > 100 and result["coloured"]
     assert (result["material"], result["collection"]) == ("ISRF vertex colours", "ISRF")
+    assert result["qualities"] == ["preview", "full", True]
+    assert result["view_shape"] == [48, 48, 4] and result["view_error"] < 1.0
     corners = np.array(result["corners"])   # transforms.json scenes come back in their own world
     low, high = corners.min(0), corners.max(0)
     assert np.all(np.abs(low - (np.array(centre) - radius)) < 0.1)
