@@ -1,8 +1,9 @@
 """Volume rendering of a `RadianceField` along world rays, in any of the three spaces.
 
-Per batch of R rays: map rays into the field's space, march S samples per ray (a dense
-[R, S] layout, invalid entries masked), keep the M samples that are inside an occupied
-voxel, evaluate density there, turn it into per-sample weights with an exclusive cumsum
+Per batch of R rays: map rays into the field's space, skip the empty space before and
+after the occupied voxels (`skipping`), march S samples per ray (a dense [R, S] layout,
+invalid entries masked; renders march in windows and stop rays that are already opaque,
+`trace`), keep the M samples that are inside an occupied voxel, evaluate density there, turn it into per-sample weights with an exclusive cumsum
 along each ray, evaluate colour only where the weight matters, and sum per ray with
 `index_add` (torch's own op; no torch_scatter). The feature field is rendered with the
 same weights (`render_feature_rays`).
@@ -45,18 +46,13 @@ class RaySpace:
 @dataclass
 class Samples:
     points: torch.Tensor     # [M, 3] in the field's space
-    ray_index: torch.Tensor  # [M] long, sorted
+    ray_index: torch.Tensor  # [M] long, sorted (unless marched in windows: `trace`)
     flat_index: torch.Tensor # [M] long, position in the dense [R, S] layout
     interval: torch.Tensor   # [M] segment length in final-grid voxels
     depth: torch.Tensor      # [M] distance along the (space) ray
     position: torch.Tensor   # [M] distance along the ray in the field's space, in final-grid
                              #     voxels (contracted: along the contracted path)
     shape: tuple[int, int]   # (R, S)
-
-    def subset(self, keep: torch.Tensor) -> "Samples":
-        """The samples where keep [M] bool is set (the others count as empty space)."""
-        return Samples(self.points[keep], self.ray_index[keep], self.flat_index[keep],
-                       self.interval[keep], self.depth[keep], self.position[keep], self.shape)
 
 
 def _march(origins, dirs, t_start, t_end, step: float, jitter: bool):
