@@ -9,8 +9,9 @@ import pytest
 from engine.cli import main
 from engine.config import Config, load_config
 from engine.errors import IsrfError
+from locations import REPO
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.toml"))
+CONFIGS = sorted((REPO / "configs").glob("*.toml"))
 
 
 def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:

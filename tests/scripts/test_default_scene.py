@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import trimesh
 from PIL import Image
+from locations import REPO
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("bpy") is None, reason="needs bpy: pip install -e '.[dev]'"
 )
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "make_default_scene.py"
 VIEWS, SIZE = 3, 48
 SMALL = ["--views", str(VIEWS), "--size", str(SIZE), "--samples", "2"]

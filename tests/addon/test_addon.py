@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from locations import REPO
+
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("bpy") is None, reason="needs bpy: pip install -e '.[dev]'"
 )
 
-REPO = Path(__file__).resolve().parents[1]
 PANEL = "ISRF_PT_main"
 
 

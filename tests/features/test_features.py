@@ -25,8 +25,8 @@ from engine.features.maps import FeatureMaps
 from engine.features.pca import StreamingPca, project
 from engine.features.weights import load_backbone, packaged_efficientnet_file, resolve_weights
 from synthetic import make_sphere_scene
+from locations import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")
 FAST = dict(input_size=64, scales=[1.0], flip=False, dims=16)
 

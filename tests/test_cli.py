@@ -21,8 +21,8 @@ from PIL import Image
 
 from engine.cli import main
 from synthetic import make_sphere_scene, write_llff
+from locations import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 # A field small enough that one training step takes a moment on a CPU.
 TINY_FIELD = ["--set", "field.num_voxels=4096", "--set", "field.num_voxels_start=4096",

@@ -25,6 +25,7 @@ from engine.segment.strokes import (Stroke, load_strokes_file, mask_to_polylines
                                     parse_stroke, rasterize, stroke_pixels)
 from engine.segment.voxels import NEIGHBOUR_OFFSETS, VoxelDomain
 from real_scenes import FERN, needs_fern
+from locations import REPO
 
 
 # ----- brush -----------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def test_explicit_opengl_camera_equals_its_opencv_twin():
         Stroke.model_validate({"camera": {"view": 3}, "polylines": [[[1, 1]]]}).camera.resolve(dataset)
 
 
-FERN_STROKES = Path(__file__).resolve().parents[1] / "benchmarks" / "fern_strokes.json"
+FERN_STROKES = REPO / "benchmarks" / "fern_strokes.json"
 
 
 @needs_fern
@@ -364,11 +365,11 @@ def test_fused_growth_kernels_match_the_torch_growth_in_tritons_interpreter():
               "reference = _growth_results('cpu', 'torch')\n"
               "assert fused[0].sum() > 500 and fused[2].sum() < fused[0].sum(), fused\n"
               "print('same' if _same(fused, reference) else f'differ: {fused} {reference}')\n")
-    tests = Path(__file__).parent
-    done = subprocess.run([sys.executable, "-c", script], cwd=tests, capture_output=True,
+    here = Path(__file__).parent
+    done = subprocess.run([sys.executable, "-c", script], cwd=here, capture_output=True,
                           text=True, timeout=300,
                           env={**os.environ, "TRITON_INTERPRET": "1",
-                               "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])})
+                               "PYTHONPATH": os.pathsep.join(map(str, [here, REPO / "tests", REPO]))})
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "same", done.stdout[-3000:]
 

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import trimesh
 from PIL import Image
+from locations import REPO
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("bpy") is None, reason="needs bpy")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "render_meshes.py"
+SCRIPT = REPO / "scripts" / "render_meshes.py"
 
 
 def test_one_row_of_three_views_per_mesh(tmp_path):

@@ -29,8 +29,8 @@ from isrf_addon.client import (Conflict, EngineClient, InvalidRequest, JobFailed
                                Unauthorized)
 from isrf_addon.engine_process import EngineProcess
 from synthetic import TRAIN, make_sphere_scene
+from locations import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 ENGINE = [sys.executable, "-m", "engine.cli"]
 LONG_TRAIN = ["train.steps=100000", "distill.steps=100000"]
 """A training job that runs until it is cancelled."""

@@ -17,8 +17,8 @@ from engine.config import load_config
 from engine.scene import Scene
 from engine.segment.auto_scribbles import benchmark_from_masks
 from engine.segment.benchmark import Benchmark, run_benchmark
+from locations import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 MEAN_IOU_THRESHOLD = 0.80
 """Mean IoU over the 7 objects at 128 px (40 views, a 96^3 grid, 900 colour and 400
 feature steps); measured 0.86 with both 2D steps (edges snapped to the photographs,
