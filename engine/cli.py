@@ -7,6 +7,7 @@ code 2; a cancel (Ctrl+C) saves what it can and exits with 130.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import subprocess
 import time
 import sys
@@ -16,13 +17,7 @@ from pathlib import Path
 from engine.atomic import write_json
 from engine.config import apply_overrides, config_from_dict, config_to_dict, load_config
 from engine.errors import Cancelled, IsrfError, where
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.toml"
-DEFAULT_SCENE = REPO_ROOT / "scenes" / "default"
-SCENE_SCRIPT = REPO_ROOT / "scripts" / "make_default_scene.py"
-DEFAULT_BENCHMARK = REPO_ROOT / "benchmarks" / "default.json"
-DEMO_OBJECT = "checker_cube"
+from engine.resources import default_benchmark, default_config, default_root, default_scene_dir
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -30,10 +25,14 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                         help="compute device (default: cuda when available, else cpu)")
 
 
+def _add_set(parser: argparse.ArgumentParser, which: str = "a config value") -> None:
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help=f"override {which}, e.g. --set train.steps=500 (repeatable)")
+
+
 def _add_config(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config (default: built-in defaults)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, e.g. --set train.steps=500 (repeatable)")
+    _add_set(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,11 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
                          help="dataset views to write masks and renders for")
     segment.add_argument("--mesh", choices=["ply", "obj", "glb", "none"], default="ply",
                          help="mesh file format (none: no mesh)")
+    segment.add_argument("--photo-assist", action="store_true",
+                         help="snap the masks' edges to each view's photograph and add pixels "
+                              "by its colours (2D only: the voxels, renders and mesh stay)")
     segment.add_argument("--refine", action="store_true",
                          help="after its strokes, refine every segment with the photographs of "
                               "every third training view (a segment's own `refine` wins)")
-    segment.add_argument("--set", dest="overrides", action="append", default=[],
-                         metavar="KEY=VALUE", help="override segment.* or mesh.* settings")
+    _add_set(segment, "segment.* or mesh.* settings")
     _add_device(segment)
 
     evaluate = commands.add_parser("eval", help="score segmentation against ground-truth masks "
@@ -92,8 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, help="write the results JSON here")
     evaluate.add_argument("--refine", action="store_true",
                           help="refine every object after its strokes (as isrf segment --refine)")
-    evaluate.add_argument("--set", dest="overrides", action="append", default=[],
-                          metavar="KEY=VALUE", help="override segment.* settings")
+    _add_set(evaluate, "segment.* settings")
     _add_device(evaluate)
 
     serve = commands.add_parser("serve", help="run the engine as a loopback HTTP service "
@@ -111,7 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="the main job: make the default scene if missing, "
                                             "train, distil features, render the test views, "
                                             "segment every object from scribbles and mesh one")
-    demo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    demo.add_argument("--root", type=Path, help="folder for scenes/default and runs/default "
+                                                "(default: the checkout, else the current one)")
+    demo.add_argument("--object", help="the benchmark object to refine and mesh (default: the "
+                                       "benchmark's demo_object, else its first)")
+    _add_set(demo)
     _add_device(demo)
     return parser
 
@@ -210,7 +214,8 @@ def cmd_segment(args) -> None:
     session_path = session.save(args.out / "session.npz")
     for item in strokes.segments:
         out_dir = args.out / item.name
-        views = scene.export_segment(item.name, out_dir, args.views)
+        views = scene.export_segment(item.name, out_dir, args.views,
+                                     photo_assist=args.photo_assist)
         entry = {"name": item.name, "voxels": int(session.mask(item.name).sum()), "views": views}
         if args.mesh != "none":
             mesh_path = out_dir / f"mesh.{args.mesh}"
@@ -241,7 +246,7 @@ def cmd_eval(args) -> None:
             raise IsrfError(f"{args.benchmark}: names no checkpoint; give --checkpoint")
         checkpoint = spec_dir / spec.checkpoint
     scene = scene_with_overrides(checkpoint, args.overrides, args.device)
-    results = run_benchmark(scene, spec, spec_dir, refine=args.refine)
+    results = run_benchmark(scene, spec, scene_dir=spec_dir / spec.scene, refine=args.refine)
     results = {"benchmark": str(args.benchmark), "checkpoint": str(checkpoint), **results}
     print(format_table(results))
     if args.out is not None:
@@ -249,55 +254,64 @@ def cmd_eval(args) -> None:
         print(f"results: {args.out}")
 
 
-def ensure_default_scene(path: Path = DEFAULT_SCENE) -> Path:
+def ensure_default_scene(path: Path | None = None) -> Path:
     """Render the embedded default scene with Blender (bpy) the first time it is needed."""
+    path = path or default_scene_dir()
     if (path / "transforms.json").is_file():
         return path
+    if importlib.util.find_spec("bpy") is None:
+        raise IsrfError(f"{path}: no default scene yet, and making it needs Blender's Python "
+                        "module: pip install bpy==5.0.1 (or give data.path a scene)")
     print(f"making the default scene in {path} (Blender, Cycles on the CPU; a few minutes)",
           file=sys.stderr)
     # Blender prints a "Saved: ..." line per render on stdout; the script's own progress
     # goes to stderr.
-    result = subprocess.run([sys.executable, str(SCENE_SCRIPT), "--out", str(path)],
+    result = subprocess.run([sys.executable, "-m", "engine.data.default_scene", "--out", str(path)],
                             stdout=subprocess.DEVNULL)
     if result.returncode != 0:
-        raise IsrfError(f"{SCENE_SCRIPT}: rendering the default scene failed "
+        raise IsrfError(f"engine/data/default_scene.py: rendering the default scene failed "
                         f"(exit code {result.returncode})")
     return path
 
 
 def cmd_demo(args) -> None:
     from engine.scene import Scene
+    from engine.segment.benchmark import load_benchmark
 
-    scene_path = ensure_default_scene()
-    overrides = [f"data.path={str(scene_path)!r}", *args.overrides]
-    scene = Scene(load_config(DEFAULT_CONFIG, overrides), args.device)
+    root = default_root(args.root)
+    spec = load_benchmark(default_benchmark())
+    mesh_object = spec.mesh_object(args.object)   # checked before hours of training
+    scene_path = ensure_default_scene(default_scene_dir(root))
+    overrides = [f"data.path={str(scene_path)!r}",
+                 f"train.out_dir={str(root / 'runs' / 'default')!r}", *args.overrides]
+    scene = Scene(load_config(default_config(), overrides), args.device)
     print(scene.data.summary(), file=sys.stderr)
     _train_and_distill(scene, resume=False, final_eval=False)  # the test views are scored next
     out_dir = Path(scene.config.train.out_dir) / "test_views"
     with_features = scene.config.distill.steps > 0
     _print_metrics(scene.render_views("test", out_dir, features=with_features), out_dir)
     if with_features:
-        _demo_segmentation(scene, Path(scene.config.train.out_dir) / "segment")
+        _demo_segmentation(scene, spec, scene_path, mesh_object,
+                           Path(scene.config.train.out_dir) / "segment")
 
 
-def _demo_segmentation(scene, out_dir: Path) -> None:
-    """Score the default benchmark (every object from its scribbles), then refine one
-    object with every third training view and write its mesh, per-view masks and renders."""
+def _demo_segmentation(scene, spec, scene_dir: Path, name: str, out_dir: Path) -> None:
+    """Score the default benchmark (every object from its scribbles), then refine object
+    `name` with every third training view and write its mesh, per-view masks and renders."""
     from engine.mesh.export import save_mesh
-    from engine.segment.benchmark import format_table, load_benchmark, run_benchmark
+    from engine.segment.benchmark import format_table, run_benchmark
 
-    spec = load_benchmark(DEFAULT_BENCHMARK)
-    results = run_benchmark(scene, spec, DEFAULT_BENCHMARK.parent)
+    results = run_benchmark(scene, spec, scene_dir=scene_dir)
     write_json(out_dir / "benchmark.json", results)
     print(format_table(results))
     session = scene.segmentation
     # After scoring: its voxels, and so its mesh, take what its 2D masks saw in many views.
-    _print_refine(session.refine(DEMO_OBJECT, progress=True))
+    _print_refine(session.refine(name, progress=True))
     session.save(out_dir / "session.npz")
-    views = scene.export_segment(DEMO_OBJECT, out_dir / DEMO_OBJECT, "all")
-    mesh_path = save_mesh(scene.mesh(DEMO_OBJECT), out_dir / DEMO_OBJECT / "mesh.ply")
-    print(f"{DEMO_OBJECT}: mesh {mesh_path}; masks and renders of {len(views)} views in "
-          f"{out_dir / DEMO_OBJECT}")
+    views = scene.export_segment(name, out_dir / name, "all")
+    mesh_path = save_mesh(scene.mesh(name), out_dir / name / "mesh.ply")
+    print(f"{name}: mesh {mesh_path}; masks and renders of {len(views)} views in "
+          f"{out_dir / name}")
 
 
 def cmd_serve(args) -> None:

@@ -333,15 +333,19 @@ class Scene:
         return extract_mesh(self._require_field(), RaySpace.of(self.data), self.data.to_scene,
                             config or self.config.mesh, voxels)
 
-    def mask_image(self, name: str, view: int) -> np.ndarray:
-        """Segment `name`'s 2D mask [H, W] bool for dataset view `view`, where it is what the
-        camera sees, with its edges snapped to that view's photograph."""
+    def mask_image(self, name: str, view: int, photo_assist: bool = False) -> np.ndarray:
+        """Segment `name`'s 2D mask [H, W] bool for dataset view `view`: where the segment
+        is what the camera sees (its 3D selection rendered); photo_assist: its edges
+        snapped to that view's photograph and pixels added by its colours."""
         self._check_view(view)
         session = self.segmentation
-        return session.mask_image(name, session.cameras, view, image=self.data.image_float(view))
+        image = self.data.image_float(view) if photo_assist else None
+        return session.mask_image(name, session.cameras, view, image=image,
+                                  photo_assist=photo_assist)
 
     def export_segment(self, name: str, out_dir: str | Path, which: ViewSet = "all",
-                       progress: bool = True, cancel: threading.Event | None = None) -> list[dict]:
+                       progress: bool = True, cancel: threading.Event | None = None,
+                       photo_assist: bool = False) -> list[dict]:
         """Write, for every view of a set, the segment's 2D mask (`masks/NNN_<view>.png`,
         as `mask_image` gives it) and its render alone (`renders/NNN_<view>.png`, RGBA,
         alpha 0 outside it). Returns a row per view (file names, mask pixels)."""
@@ -352,7 +356,8 @@ class Scene:
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"export cancelled after {len(rows)} views")
             rendered = render_segment_image(self.field, session.space, session.cameras, i, keep)
-            mask = session.mask_from_render(name, rendered, image=self.data.image_float(i))
+            image = self.data.image_float(i) if photo_assist else None
+            mask = session.mask_from_render(name, rendered, image=image, photo_assist=photo_assist)
             stem = f"{i:03d}_{Path(self.data.names[i]).stem}.png"
             _write_png(Path(out_dir) / "masks" / stem, mask.astype(np.uint8) * 255)
             rgba = torch.cat([rendered["rgb"], rendered["opacity"][..., None]], -1).clamp(0, 1)

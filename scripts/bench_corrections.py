@@ -64,7 +64,7 @@ def measure(scene: Scene, spec_path: Path, rounds: int, inset: int, min_pixels: 
     _, masks = instance_masks(scene_dir)
     targets = {t.view for item in spec.objects for t in item.targets}
     views = [v for v in range(len(masks)) if v not in targets]
-    first = run_benchmark(scene, spec, spec_path.parent)   # leaves each object's segment
+    first = run_benchmark(scene, spec, spec_path.parent / spec.scene)   # leaves each object's segment
     objects = []
     for item, result in zip(tqdm(spec.objects, desc="corrections", unit="object"), first["objects"]):
         row = {"name": item.name, "iou": [round(100 * result["iou"], 1)], "strokes": []}

@@ -66,11 +66,12 @@ def _peak_mb(device: str) -> float:
 
 
 def _default_scene_config(features: dict, out_dir: Path):
-    from engine.cli import DEFAULT_CONFIG, ensure_default_scene
+    from engine.cli import ensure_default_scene
+    from engine.resources import default_config
     from engine.config import load_config
 
     scene_path = ensure_default_scene()
-    config = load_config(DEFAULT_CONFIG, [f"data.path={str(scene_path)!r}",
+    config = load_config(default_config(), [f"data.path={str(scene_path)!r}",
                                           f"train.out_dir={str(out_dir)!r}"])
     return dataclasses.replace(config, features=dataclasses.replace(config.features, **features))
 

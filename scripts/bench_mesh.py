@@ -85,7 +85,7 @@ def main() -> None:
     if args.session:
         scene.segmentation.load(args.session)
     else:
-        run_benchmark(scene, spec, BENCHMARK.parent, refine=True)
+        run_benchmark(scene, spec, BENCHMARK.parent / spec.scene, refine=True)
         if args.save_session:
             scene.segmentation.save(args.save_session)
 

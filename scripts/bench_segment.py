@@ -111,6 +111,7 @@ def _stage_timers(device):
     "total" and the growth's "rounds"."""
     import engine.segment.region as region
     import engine.segment.session as session_module
+    from engine.segment.probing import StrokeProbe
     from engine.segment.voxels import VoxelDomain
 
     strokes: list[dict] = []
@@ -139,7 +140,7 @@ def _stage_timers(device):
         return wrapper
 
     patches = [(session_module.SegmentationSession, "stroke", stroke),
-               (session_module.SegmentationSession, "_stroke_view", lambda f: timed("rays", f)),
+               (StrokeProbe, "view", lambda f: timed("rays", f)),
                (session_module, "stroke_centres", lambda f: timed("kmeans", f)),
                (VoxelDomain, "nearest_distances", lambda f: timed("distances", f)),
                (region, "propagate", lambda f: timed("seeds", f)),
@@ -184,7 +185,7 @@ def case_default_scene(device, checkpoint: Path) -> dict:
 
     scene, _, setup = _open_session(device, checkpoint)
     spec = bench.load_benchmark(BENCHMARK)
-    results = bench.run_benchmark(scene, spec, BENCHMARK.parent, progress=False)
+    results = bench.run_benchmark(scene, spec, BENCHMARK.parent / spec.scene, progress=False)
     latencies = [s for o in results["objects"] for s in o["stroke_seconds"]]
     return {**_stroke_summary(scene, setup, latencies),
             "mean_iou": round(100 * results["mean_iou"], 1),
@@ -204,7 +205,7 @@ def case_refine_default(device, checkpoint: Path) -> dict:
     scene, session, _ = _open_session(device, checkpoint)
     spec = bench.load_benchmark(BENCHMARK)
     scene_dir = (BENCHMARK.parent / spec.scene).resolve()
-    results = bench.run_benchmark(scene, spec, BENCHMARK.parent, progress=False)
+    results = bench.run_benchmark(scene, spec, BENCHMARK.parent / spec.scene, progress=False)
     scored = {o["name"]: round(100 * o["iou"], 1) for o in results["objects"]}  # isrf eval's
 
     def iou(item, **params) -> float:

@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_common import save_rows  # noqa: E402
-from engine.cli import DEFAULT_BENCHMARK, DEFAULT_CONFIG, DEFAULT_SCENE  # noqa: E402
+from engine.resources import default_benchmark, default_config, default_scene_dir  # noqa: E402
 from engine import metrics  # noqa: E402
 from engine.pictures import picture  # noqa: E402
 from engine.scene import Scene  # noqa: E402
@@ -79,7 +79,7 @@ def wide_camera(scene: Scene, width: int = 512, height: int = 384) -> dict:
 
 
 def first_strokes() -> list[dict]:
-    spec = json.loads(DEFAULT_BENCHMARK.read_text())
+    spec = json.loads(default_benchmark().read_text())
     return [{"name": o["name"], **o["strokes"][0]} for o in spec["objects"]]
 
 
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(row("stroke", stroke_calls(client, scene_id, strokes), local_strokes))
 
         training = client.open_scene(
-            dataset=str(DEFAULT_SCENE), config=str(DEFAULT_CONFIG), out_dir=str(work_dir / "train"),
+            dataset=str(default_scene_dir()), config=str(default_config()), out_dir=str(work_dir / "train"),
             overrides=["field.num_voxels_start=2097152", "train.steps=100000",
                        "train.eval_every=0", "train.checkpoint_every=0"])["id"]
         job = client.start_job(training, "train")

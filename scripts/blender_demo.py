@@ -31,7 +31,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=REPO / "runs" / "default" / "checkpoint.pt")
     parser.add_argument("--benchmark", type=Path, default=REPO / "benchmarks" / "default.json")
-    parser.add_argument("--object", default="checker_cube", help="the benchmark object to cut out")
+    parser.add_argument("--object", help="the benchmark object to cut out (default: the "
+                                         "benchmark's demo_object, else its first)")
     parser.add_argument("--out-dir", type=Path, default=REPO / "runs" / "default" / "blender")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--samples", type=int, default=32, help="Cycles samples of the render")
@@ -50,11 +51,14 @@ def main() -> None:
         sys.exit("set BLENDER_USER_RESOURCES to a throwaway folder (see the docstring)")
     if not args.checkpoint.is_file():
         sys.exit(f"{args.checkpoint}: no trained scene; run ./scripts/demo.sh")
+    from engine.errors import IsrfError
+    from engine.segment.benchmark import load_benchmark
+    try:
+        name = load_benchmark(args.benchmark).mesh_object(args.object)
+    except IsrfError as error:
+        sys.exit(f"{args.benchmark}: {error}")
     spec = json.loads(args.benchmark.read_text())
-    target = next((o for o in spec["objects"] if o["name"] == args.object), None)
-    if target is None:
-        sys.exit(f"{args.benchmark}: no object {args.object!r} "
-                 f"(there are {', '.join(o['name'] for o in spec['objects'])})")
+    target = next(o for o in spec["objects"] if o["name"] == name)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     package = build_extension(args.out_dir / "dist")
 
@@ -86,7 +90,7 @@ def main() -> None:
         wait(lambda: settings.scene_id, "opening the scene")
         bpy.ops.isrf.cameras_import()
         wait(lambda: "ISRF cameras" in bpy.data.collections, "the cameras")
-        bpy.ops.isrf.segment_add(name=args.object)
+        bpy.ops.isrf.segment_add(name=name)
         wait(lambda: len(settings.segments) == 1, "the segment")
         for number, stroke in enumerate(target["strokes"], 1):
             settings.brush_radius = stroke["radius"]
@@ -95,19 +99,19 @@ def main() -> None:
             bpy.ops.isrf.stroke(points=points, view=stroke["camera"]["view"],
                                 negative=stroke["label"] == "negative")
             wait(lambda: settings.segments[0].strokes == number, f"stroke {number}")
-        print(f"blender: {args.object}: {settings.segments[0].voxels} voxels after "
+        print(f"blender: {name}: {settings.segments[0].voxels} voxels after "
               f"{len(target['strokes'])} strokes ({settings.last_stroke})", file=sys.stderr)
         bpy.ops.isrf.mesh_import()
-        wait(lambda: args.object in bpy.data.objects, "the mesh", seconds=3600)
+        wait(lambda: name in bpy.data.objects, "the mesh", seconds=3600)
         print(f"blender: {settings.info}", file=sys.stderr)
         view = target["targets"][0]["view"]
         overlay = args.out_dir / "isrf_demo_overlay.png"     # what the engine view shows
         overlay.write_bytes(runtime.LINK.client.render_png(
-            settings.scene_id, {"view": view}, mode="overlay", segment=args.object))
+            settings.scene_id, {"view": view}, mode="overlay", segment=name))
     finally:
         runtime.LINK.stop()
     camera = next(o for o in bpy.data.collections["ISRF cameras"].objects if o["isrf_view"] == view)
-    render_beside_photo(bpy, bpy.context.scene, camera, bpy.data.objects[args.object],
+    render_beside_photo(bpy, bpy.context.scene, camera, bpy.data.objects[name],
                         overlay, args.out_dir / "isrf_demo.png", args.samples)
     blend = args.out_dir / "isrf_demo.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))

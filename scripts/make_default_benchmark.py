@@ -25,8 +25,12 @@ def main() -> None:
     parser.add_argument("--scene", type=Path, default=ROOT / "scenes" / "default")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "default.json")
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "runs" / "default" / "checkpoint.pt")
+    parser.add_argument("--demo-object", default="checker_cube",
+                        help="the object isrf demo refines and meshes")
     args = parser.parse_args()
     spec = benchmark_from_masks(args.scene, args.out.parent, checkpoint=args.checkpoint)
+    objects = spec.pop("objects")
+    spec.update(demo_object=args.demo_object, objects=objects)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(spec, indent=1) + "\n")
     print(f"{args.out}: {len(spec['objects'])} objects, "

@@ -24,7 +24,8 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from engine.cli import DEFAULT_BENCHMARK, DEFAULT_CONFIG, ensure_default_scene  # noqa: E402
+from engine.cli import ensure_default_scene  # noqa: E402
+from engine.resources import default_benchmark, default_config  # noqa: E402
 from isrf_addon.client import EngineClient  # noqa: E402
 from isrf_addon.engine_process import EngineProcess  # noqa: E402
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.checkpoint:
             scene = client.open_scene(checkpoint=str(args.checkpoint.resolve()))
         else:
-            scene = client.open_scene(dataset=str(ensure_default_scene()), config=str(DEFAULT_CONFIG),
+            scene = client.open_scene(dataset=str(ensure_default_scene()), config=str(default_config()),
                                       overrides=args.overrides, out_dir=str(REPO / "runs" / "default"))
         scene_id = scene["id"]
         print(f"scene {scene_id}: {scene['images']} images {scene['width']}x{scene['height']}")
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         if not client.scene(scene_id)["features_distilled"]:
             print("features:", follow(client, client.start_job(scene_id, "distill"))["result"])
 
-        spec = json.loads(DEFAULT_BENCHMARK.read_text())
+        spec = json.loads(default_benchmark().read_text())
         strokes = next(o for o in spec["objects"] if o["name"] == OBJECT)["strokes"]
         for stroke in strokes:
             result = client.stroke(scene_id, OBJECT, stroke["camera"], stroke["polylines"],

@@ -5,6 +5,7 @@ The format is documented in docs/benchmark.md. In short, a JSON file:
     {"format": "isrf-benchmark", "version": 1,
      "scene": "../scenes/default",               # folder the image paths below are in
      "checkpoint": "../runs/default/checkpoint.pt",   # optional (or isrf eval --checkpoint)
+     "demo_object": "checker_cube",              # optional: what isrf demo meshes
      "objects": [
        {"name": "checker_cube", "params": {},    # optional SegmentConfig overrides
         "strokes": [
@@ -69,6 +70,17 @@ class Benchmark(_Strict):
     scene: str
     checkpoint: str | None = None
     objects: list[BenchmarkObject] = Field(min_length=1)
+    demo_object: str | None = None
+    """The object `isrf demo` refines and meshes (null: the first)."""
+
+    def mesh_object(self, name: str | None = None) -> str:
+        """`name` (e.g. isrf demo --object), else demo_object, else the first object;
+        checked against the objects."""
+        chosen = name or self.demo_object or self.objects[0].name
+        names = [item.name for item in self.objects]
+        if chosen not in names:
+            raise IsrfError(f"benchmark: no object {chosen!r} (objects: {', '.join(names)})")
+        return chosen
 
 
 def load_benchmark(path: str | Path) -> Benchmark:
@@ -99,12 +111,13 @@ def scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"iou": iou, "accuracy": float((predicted == truth).mean())}
 
 
-def run_benchmark(scene, spec: Benchmark, spec_dir: Path, progress: bool = True,
+def run_benchmark(scene, spec: Benchmark, scene_dir: Path, progress: bool = True,
                   refine: bool = False) -> dict:
     """Segment every object of `spec` from its strokes in `scene` (engine.scene.Scene)
     and score its masks on the target views -> results (per target, per object, means).
+    scene_dir: the folder the spec's image paths are in (its `scene`, relative to the spec).
     refine: refine every object after its strokes (an object's own `refine` always runs)."""
-    scene_dir = (spec_dir / spec.scene).resolve()
+    scene_dir = Path(scene_dir).resolve()
     session = scene.segmentation
     results = []
     for item in tqdm(spec.objects, desc="objects", disable=not progress, unit="object"):
@@ -122,17 +135,21 @@ def run_benchmark(scene, spec: Benchmark, spec_dir: Path, progress: bool = True,
         if item.refine is not None or refine:
             row["refine_seconds"] = session.refine(name, item.refine).seconds
         rows = score_targets(scene, item, scene_dir)
-        results.append({**row, "iou": _mean(r["iou"] for r in rows),
-                        "accuracy": _mean(r["accuracy"] for r in rows),
+        results.append({**row, **{key: _mean(r[key] for r in rows) for key in SCORES},
                         "stroke_seconds": latencies, "targets": rows})
     return {"objects": results,
-            "mean_iou": _mean(r["iou"] for r in results),
-            "mean_accuracy": _mean(r["accuracy"] for r in results)}
+            **{f"mean_{key}": _mean(r[key] for r in results) for key in SCORES}}
+
+
+SCORES = ("iou", "accuracy", "iou_2d", "accuracy_2d")
+"""iou, accuracy: of the 3D selection's masks (what its mesh and every new view show);
+*_2d: of the same masks after the photo assists (`Scene.mask_image(photo_assist=True)`)."""
 
 
 def score_targets(scene, item: BenchmarkObject, scene_dir: Path) -> list[dict]:
-    """IoU and accuracy of segment `item.name`'s masks (as `Scene.mask_image` makes them)
-    on each of the object's target views -> a row per target."""
+    """Scores of segment `item.name` on each of the object's target views -> a row per
+    target: `iou`, `accuracy` of its mask rendered from the voxel selection (nothing read
+    from the view's photograph) and `iou_2d`, `accuracy_2d` with the photo assists."""
     size = (scene.data.width, scene.data.height)
     rows = []
     for target in item.targets:
@@ -140,8 +157,10 @@ def score_targets(scene, item: BenchmarkObject, scene_dir: Path) -> list[dict]:
             raise IsrfError(f"benchmark: {item.name}: target view {target.view} does not exist")
         truth = read_png(scene_dir / target.mask, size, "target mask")
         truth = truth != 0 if target.value is None else truth == target.value
-        predicted = scene.mask_image(item.name, target.view)
-        rows.append({"view": target.view, **scores(predicted, truth)})
+        selection = scores(scene.mask_image(item.name, target.view), truth)
+        assisted = scores(scene.mask_image(item.name, target.view, photo_assist=True), truth)
+        rows.append({"view": target.view, **selection,
+                     **{f"{key}_2d": value for key, value in assisted.items()}})
     return rows
 
 
@@ -160,11 +179,12 @@ def _mean(values) -> float:
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{'object':<20} {'IoU':>6} {'acc':>6} {'views':>5} {'s/stroke':>8}"]
+    """One row per object: the 3D selection's IoU and accuracy, then the photo-assisted IoU."""
+    lines = [f"{'object':<20} {'IoU 3D':>6} {'acc 3D':>6} {'IoU 2D':>6} {'views':>5} {'s/stroke':>8}"]
     for row in results["objects"]:
         seconds = np.mean(row["stroke_seconds"]) if row["stroke_seconds"] else float("nan")
         lines.append(f"{row['name']:<20} {100 * row['iou']:6.1f} {100 * row['accuracy']:6.1f} "
-                     f"{len(row['targets']):5d} {seconds:8.2f}")
+                     f"{100 * row['iou_2d']:6.1f} {len(row['targets']):5d} {seconds:8.2f}")
     lines.append(f"{'mean':<20} {100 * results['mean_iou']:6.1f} "
-                 f"{100 * results['mean_accuracy']:6.1f}")
+                 f"{100 * results['mean_accuracy']:6.1f} {100 * results['mean_iou_2d']:6.1f}")
     return "\n".join(lines)

@@ -34,7 +34,7 @@ class StrokeView:
     """What a stroke's rays see (only rays that hit the scene)."""
     pixels: int              # P: the stroke's pixels whose rays hit the scene
     features: torch.Tensor   # [F, D] rendered features of F <= P of them (an even spread;
-                             # see SegmentationSession._stroke_view)
+                             # see StrokeProbe.view)
     hit_rows: torch.Tensor   # [H] domain rows of the voxels the rays hit (H <= P)
 
 

@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from engine.config import MeshConfig, load_config
 from engine.data.frames import scene_camera_to_blender, transform_points
-from engine.errors import IsrfError
 from engine.pictures import picture
 from engine.scene import Scene
 from engine.serve import schemas

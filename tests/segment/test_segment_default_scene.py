@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,12 +18,13 @@ from engine.segment.auto_scribbles import benchmark_from_masks
 from engine.segment.benchmark import Benchmark, run_benchmark
 from locations import REPO
 
-MEAN_IOU_THRESHOLD = 0.80
-"""Mean IoU over the 7 objects at 128 px (40 views, a 96^3 grid, 900 colour and 400
-feature steps); measured 0.86 with both 2D steps (edges snapped to the photographs,
-pixels added by their colours), 0.83 with the edge step alone, 0.74 with neither, 0.71
-with bilinear feature maps as well. The full main job reaches 0.956 (README). Small
-objects are ~15 px wide here, so a one-pixel rim costs ~20% IoU."""
+MEAN_IOU_THRESHOLD = 0.72
+"""Mean 3D IoU (masks rendered from the voxel selection) over the 7 objects at 128 px (40
+views, a 96^3 grid, 900 colour and 400 feature steps); measured 0.76. Small objects are
+~15 px wide here, so a one-pixel rim costs ~20% IoU. The full main job reaches 0.897."""
+MEAN_IOU_2D_THRESHOLD = 0.80
+"""The same with the photo assists (edges snapped to the photographs, pixels added by
+their colours); measured 0.86 (the full main job: 0.955)."""
 
 
 @pytest.mark.slow
@@ -45,7 +45,9 @@ def test_default_scene_objects_are_segmented_from_scribbles(tmp_path):
     scene.distill(progress=False, final_eval=False)
     spec = Benchmark.model_validate(benchmark_from_masks(scene_path, tmp_path))
     assert len(spec.objects) == 7
-    results = run_benchmark(scene, spec, tmp_path, progress=False)
-    print(json.dumps({o["name"]: round(o["iou"], 3) for o in results["objects"]}))
+    results = run_benchmark(scene, spec, tmp_path / spec.scene, progress=False)
+    print(json.dumps({o["name"]: [round(o["iou"], 3), round(o["iou_2d"], 3)]
+                      for o in results["objects"]}))
     assert results["mean_iou"] > MEAN_IOU_THRESHOLD, results["mean_iou"]
+    assert results["mean_iou_2d"] > MEAN_IOU_2D_THRESHOLD, results["mean_iou_2d"]
     assert results["mean_accuracy"] > 0.97

@@ -83,9 +83,10 @@ def test_a_wide_stroke_renders_features_for_only_what_k_means_trains_on(scene, t
     """Features are rendered for an even spread of at most POINTS_PER_CENTRE x k of the
     rays that hit (k-means trains on no more); the stroke still selects its sphere, counts
     all its pixels, and replays to the same mask."""
+    import engine.segment.probing as probing
     import engine.segment.session as session_module
 
-    monkeypatch.setattr(session_module, "POINTS_PER_CENTRE", 2)
+    monkeypatch.setattr(probing, "POINTS_PER_CENTRE", 2)
     views = []
     monkeypatch.setattr(session_module, "stroke_centres",
                         lambda view, params: views.append(view) or stroke_centres(view, params))
@@ -272,7 +273,8 @@ def test_two_d_masks_and_their_export(scene, trained, tmp_path):
 
 
 def test_mask_edges_follow_the_photograph_or_the_render(scene, trained):
-    """Dataset views snap the mask to their photograph and add pixels by its colours,
+    """Without photo assists a mask is the 3D selection's visible share thresholded. With
+    them, dataset views snap the mask to their photograph and add pixels by its colours,
     other cameras use the field's own render of the scene (the same samples' colour as a
     plain render); with both steps off the mask is the share thresholded as rendered."""
     session = scene.segmentation
@@ -287,14 +289,16 @@ def test_mask_edges_follow_the_photograph_or_the_render(scene, trained):
         whole = scene.render(view)["rgb"]
         assert torch.allclose(rendered["scene_rgb"], whole, atol=1e-5)
         threshold = session.segment("plain").params.mask_opacity
-        assert np.array_equal(session.mask_image("plain", session.cameras, view),
+        assert np.array_equal(session.mask_image("plain", session.cameras, view, photo_assist=True),
                               (rendered["visible"] > threshold).numpy())
-        assert np.array_equal(session.mask_image("red", session.cameras, view),
-                              session.mask_from_render("red", rendered, image=whole))
+        assert np.array_equal(scene.mask_image("red", view), (rendered["visible"] > threshold).numpy())
+        assert np.array_equal(session.mask_image("red", session.cameras, view, photo_assist=True),
+                              session.mask_from_render("red", rendered, image=whole,
+                                                       photo_assist=True))
         truth = np.asarray(Image.open(scene.data.source / "masks" / f"r_{view:03d}.png")) == 1
         if truth.sum() > 50:
-            for masks, mask in ((snapped, scene.mask_image("red", view)),
-                                (plain, scene.mask_image("plain", view))):
+            for masks, mask in ((snapped, scene.mask_image("red", view, photo_assist=True)),
+                                (plain, scene.mask_image("plain", view, photo_assist=True))):
                 masks.append((mask & truth).sum() / (mask | truth).sum())
     assert np.mean(snapped) > np.mean(plain) + 0.03, (snapped, plain)   # measured 0.98, 0.91
 
@@ -357,9 +361,10 @@ def test_cli_eval_scores_the_spheres(trained, tmp_path, capsys):
     assert [o["name"] for o in results["objects"]] == ["object_1", "object_2", "object_3"]
     for row in results["objects"]:
         assert len(row["targets"]) == 5 and 0 <= row["iou"] <= 1 and row["accuracy"] > 0.9
+        assert 0 <= row["iou_2d"] <= 1 and row["accuracy_2d"] > 0.9
     assert results["mean_iou"] > MEAN_IOU_THRESHOLD, results["mean_iou"]
     printed = capsys.readouterr().out
-    assert "object_1" in printed and "mean" in printed
+    assert "object_1" in printed and "IoU 3D" in printed and "IoU 2D" in printed
     refined = tmp_path / "refined.json"
     assert main(["eval", "--benchmark", str(trained[1]), "--out", str(refined), "--refine",
                  "--device", "cpu"]) == 0
