@@ -79,15 +79,35 @@ class RadianceField(nn.Module):
         """[M] bool: inside the box and in an occupied voxel (the voxel nearest each point).
 
         grid: a bool [X, Y, Z] grid to look up instead of the occupancy (a segment's mask)."""
-        grid = self.occupancy if grid is None else grid
-        index = self._grid_coords(points)                                  # [M, 3]
-        size = index.new_tensor(self.resolution)
-        inside = ((index >= 0) & (index <= size - 1)).all(-1)
-        # One flat gather instead of three index tensors: the occupancy test is done for
-        # every sample a render marches, and this is most of its cost.
-        nearest = index.round().clamp_(torch.zeros_like(size), size - 1).long()
-        flat = (nearest[:, 0] * grid.shape[1] + nearest[:, 1]) * grid.shape[2] + nearest[:, 2]
-        return inside & grid.reshape(-1)[flat]
+        return self._voxel_test(self._grid_coords(points).unbind(-1),
+                                self.occupancy if grid is None else grid)
+
+    def occupied_along(self, origins: torch.Tensor, unit: torch.Tensor, t: torch.Tensor,
+                       grid: torch.Tensor | None = None) -> torch.Tensor:
+        """`occupied` for the points origins + t * unit of straight rays (origins, unit
+        [R, 3], t [R, S]) -> [R, S] bool, without making the points: a render tests every
+        sample it marches, and most are dropped here."""
+        edges = (self.box_max - self.box_min) / (origins.new_tensor(self.resolution) - 1)
+        start, step = (origins - self.box_min) / edges, unit / edges          # [R, 3] voxels
+        coords = [torch.addcmul(start[:, axis, None], step[:, axis, None], t) for axis in range(3)]
+        # No inside test: the renderer's t lie within the ray's span in the box (ray_box),
+        # and the clamp takes rounding at its faces to the voxel there.
+        return self._voxel_test(coords, self.occupancy if grid is None else grid, inside=False)
+
+    @staticmethod
+    def _voxel_test(coords: list[torch.Tensor], grid: torch.Tensor, inside: bool = True
+                    ) -> torch.Tensor:
+        """Grid index coordinates, one tensor per axis (any shape) -> bool of that shape:
+        its nearest voxel set (and, with `inside`, within the grid). One flat gather, its
+        index made in float (exact below 2^24 voxels) and turned to integers once."""
+        within = torch.ones_like(coords[0], dtype=torch.bool) if inside else None
+        flat = torch.zeros_like(coords[0])
+        for coord, size in zip(coords, grid.shape):
+            if inside:
+                within &= (coord >= 0) & (coord <= size - 1)
+            flat = flat * size + (coord + 0.5).floor_().clamp_(0, size - 1)
+        hit = grid.reshape(-1)[flat.long()]
+        return hit & within if inside else hit
 
     def _grid_coords(self, points: torch.Tensor) -> torch.Tensor:
         """Space points [M, 3] -> continuous grid index coordinates [M, 3] (0 .. size - 1)."""

@@ -55,16 +55,15 @@ class Samples:
     shape: tuple[int, int]   # (R, S)
 
 
-def _march(origins, dirs, t_start, t_end, step: float, jitter: bool):
-    """Uniform steps of `step` from t_start to t_end [R] -> points [R, S, 3], t, valid."""
+def _march(t_start, t_end, step: float, jitter: bool):
+    """Uniform steps of `step` from t_start to t_end [R] -> t [R, S], valid [R, S]."""
     span = (t_end - t_start).clamp_min(0)
     count = max(1, int(torch.ceil(span.max() / step).item())) if len(span) else 1
-    offsets = torch.arange(count, device=origins.device, dtype=origins.dtype)[None]
+    offsets = torch.arange(count, device=t_start.device, dtype=t_start.dtype)[None]
     if jitter:
         offsets = offsets + torch.rand_like(t_start)[:, None]
     t = t_start[:, None] + offsets * step                      # [R, S]
-    valid = t < t_end[:, None]
-    return origins[:, None] + dirs[:, None] * t[..., None], t, valid
+    return t, t < t_end[:, None]
 
 
 def _field_rays(field: RadianceField, space: RaySpace, origins, dirs, grid,
@@ -88,25 +87,28 @@ def _field_rays(field: RadianceField, space: RaySpace, origins, dirs, grid,
     return origins, unit, start, end, step
 
 
-def _keep_samples(field, points, t, valid, keep, interval: float | torch.Tensor,
-                  position: torch.Tensor | None = None) -> Samples:
-    """The samples [R, S] that are valid and in a set voxel of `keep` (None: occupancy).
+def _straight_samples(field, origins, unit, t, valid, keep, interval: float) -> Samples:
+    """The samples origins + t * unit [R, S] of straight rays that are valid and in a set
+    voxel of `keep` (None: occupancy); points are made only for those kept."""
+    R, S = t.shape
+    flat = torch.nonzero((valid & field.occupied_along(origins, unit, t, keep)).reshape(-1))[:, 0]
+    ray = flat // S
+    depth = t.reshape(-1)[flat]
+    points = torch.addcmul(origins[ray], unit[ray], depth[:, None])
+    return Samples(points, ray, flat, torch.full_like(depth, interval), depth,
+                   depth / float(field.final_voxel_size), (R, S))
 
-    interval: every sample's, or one for all (uniform steps); position [R, S]: None for
-    t in final-grid voxels (uniform steps)."""
+
+def _contracted_kept(field, points, t, valid, keep, interval, position) -> Samples:
+    """The samples at points [R, S, 3] (contracted space) that are valid and in a set
+    voxel of `keep` (None: occupancy); interval, position [R, S] per sample."""
     R, S = t.shape
     flat = torch.nonzero(valid.reshape(-1))[:, 0]
     candidates = points.reshape(-1, 3)[flat]
     occupied = field.occupied(candidates, keep)
     flat, kept = flat[occupied], candidates[occupied]
-    depth = t.reshape(-1)[flat]
-    base = float(field.final_voxel_size)
-    if isinstance(interval, float):
-        interval = torch.full_like(depth, interval)
-    else:
-        interval = interval.reshape(-1)[flat]
-    position = depth / base if position is None else position.reshape(-1)[flat]
-    return Samples(kept, flat // S, flat, interval, depth, position, (R, S))
+    return Samples(kept, flat // S, flat, interval.reshape(-1)[flat], t.reshape(-1)[flat],
+                   position.reshape(-1)[flat], (R, S))
 
 
 def sample_rays(field: RadianceField, space: RaySpace, origins, dirs, jitter: bool,
@@ -121,11 +123,12 @@ def sample_rays(field: RadianceField, space: RaySpace, origins, dirs, jitter: bo
         step = field.config.stepsize * field.voxel_size
         points, t, valid, interval = _contracted_samples(field, space, origins,
                                                          F.normalize(dirs, dim=-1), step, jitter)
-        return _keep_samples(field, points, t, valid, keep, interval, interval.cumsum(1) - interval)
+        return _contracted_kept(field, points, t, valid, keep, interval,
+                                interval.cumsum(1) - interval)
     origins, unit, start, end, step = _field_rays(field, space, origins, dirs,
                                                   field.occupancy if keep is None else keep)
-    points, t, valid = _march(origins, unit, start, end, step, jitter)
-    return _keep_samples(field, points, t, valid, keep, step / base)
+    t, valid = _march(start, end, step, jitter)
+    return _straight_samples(field, origins, unit, t, valid, keep, step / base)
 
 
 @dataclass
@@ -160,8 +163,9 @@ def trace(field: RadianceField, space: RaySpace, origins: torch.Tensor, dirs: to
     while len(active):
         t_from = start[active] + marched * step
         t_to = torch.minimum(t_from + WINDOW * step, end[active])
-        points, t, valid = _march(origins[active], unit[active], t_from, t_to, step, jitter)
-        window = _keep_samples(field, points, t, valid, keep, step / base)
+        t, valid = _march(t_from, t_to, step, jitter)
+        window = _straight_samples(field, origins[active], unit[active], t, valid, keep,
+                                   step / base)
         width = t.shape[1]
         tau = field.sigma(window.points) * window.interval                    # [m]
         dense = torch.zeros(len(active) * width, device=tau.device).index_put(
@@ -196,7 +200,8 @@ def _contracted_samples(field, space, origins, unit, step, jitter):
     t_in, t_exit = spaces.ray_box(origins, unit, -ones, ones)
     t_in = t_in.clamp_min(space.near)
     t_exit = torch.maximum(t_exit, t_in)
-    inner, t_inner, valid_inner = _march(origins, unit, t_in, t_exit, step, jitter)
+    t_inner, valid_inner = _march(t_in, t_exit, step, jitter)
+    inner = origins[:, None] + unit[:, None] * t_inner[..., None]
     shell = field.config.unbounded_samples
     fraction = (torch.arange(shell, device=origins.device) + 1.0) / shell   # (0, 1]
     inv = 1 / t_exit.clamp_min(1e-6)
@@ -263,10 +268,8 @@ def _surface_samples(samples: Samples, weights: torch.Tensor, opacity: torch.Ten
     dense = torch.zeros(R * S, device=weights.device).index_put(
         (samples.flat_index,), weights).reshape(R, S)
     column = (dense.cumsum(1) < opacity[:, None] / 2).sum(1).clamp_max(S - 1)     # [R]
-    lookup = torch.full((R * S,), -1, dtype=torch.long, device=weights.device)
-    lookup[samples.flat_index] = torch.arange(len(samples.flat_index), device=weights.device)
-    index = lookup[torch.arange(R, device=weights.device) * S + column]
-    return index[index >= 0]
+    chosen = samples.ray_index * S + column[samples.ray_index]                   # [M]
+    return torch.nonzero(samples.flat_index == chosen)[:, 0]
 
 
 def render_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
