@@ -135,6 +135,11 @@ class EngineLink:
     def pending(self) -> int:
         return self._calls.qsize()
 
+    def busy(self) -> bool:
+        """Calls submitted whose answers are not delivered yet (the timer then runs often,
+        so an answer is shown as soon as it comes, not up to a slow tick later)."""
+        return self._calls.unfinished_tasks > 0 or not self._results.empty()
+
     def deliver(self, limit: int = 16) -> int:
         """Run the callbacks of finished calls (UI thread); returns how many ran."""
         count = 0
@@ -165,3 +170,4 @@ class EngineLink:
                 self._results.put((on_error or self._failed, error))
             else:
                 self._results.put((on_done, value))
+            self._calls.task_done()   # after the answer is queued: busy() never misses it

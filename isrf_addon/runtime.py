@@ -10,7 +10,8 @@ import bpy
 from .engine_link import EngineLink
 
 LINK = EngineLink()
-TIMER_SECONDS = 0.1
+TIMER_SECONDS = 0.1   # the timer's period while nothing is awaited
+BUSY_SECONDS = 0.02   # ... and while an answer is: a preview is shown within 20 ms of coming
 TICKS: list = []   # more work for the timer, each called with no arguments (engine_view)
 
 
@@ -32,7 +33,12 @@ def _timer() -> float:
             tick()
     except Exception as error:   # noqa: BLE001 - a timer that raises is never called again
         LINK.message = f"add-on error: {error}"
-    return TIMER_SECONDS
+    return timer_interval()
+
+
+def timer_interval() -> float:
+    """Seconds until the timer's next run."""
+    return BUSY_SECONDS if LINK.busy() else TIMER_SECONDS
 
 
 def redraw() -> None:

@@ -62,14 +62,18 @@ class UiClock:
 
 
 def wait(condition, what: str, pump, seconds: float = 300) -> None:
+    """Run the add-on's timer work at its own cadence until `condition()`: as in Blender,
+    what the timer delivers is seen at once (the engine view's tick runs right after)."""
     deadline = time.monotonic() + seconds
-    while not condition():
+    while True:
         pump()
+        if condition():
+            return
         if runtime.LINK.state == "failed" or bpy.context.scene.isrf.message:
             sys.exit(f"failed waiting for {what}: {runtime.LINK.message} {bpy.context.scene.isrf.message}")
         if time.monotonic() > deadline:
             sys.exit(f"timed out waiting for {what}")
-        time.sleep(0.005)
+        time.sleep(runtime.timer_interval())
 
 
 def viewport(camera: dict, image: tuple[int, int], width: int, height: int,

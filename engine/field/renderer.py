@@ -435,6 +435,7 @@ def _chunk_pool() -> ThreadPoolExecutor:
 
     def start() -> None:
         torch.set_grad_enabled(False)
+        torch.set_num_threads(1)   # per thread: no OpenMP team per chunk fighting the others
     return ThreadPoolExecutor(threads, thread_name_prefix="isrf-render", initializer=start)
 
 
