@@ -56,6 +56,16 @@ TARGETS = {
 }
 
 
+def timed_side_by_side(api_call, local_call, repeats: int) -> tuple[list[float], list[float]]:
+    """`timed` for an API call and the same call in-process, alternating, so that both
+    see the same state of a machine whose speed drifts (it does, by up to 40%)."""
+    api, local = [], []
+    for _ in range(repeats):
+        api += timed(api_call, 1)
+        local += timed(local_call, 1)
+    return api, local
+
+
 def timed(call, repeats: int) -> list[float]:
     seconds = []
     for _ in range(repeats):
@@ -191,15 +201,15 @@ def main(argv: list[str] | None = None) -> None:
                                            preview=quality == "preview")
             return picture(rendered, "colour")
 
-        rows.append(row("status", timed(lambda: client.scene(scene_id), 10 * args.repeats),
-                        timed(local.status, 10 * args.repeats)))
+        rows.append(row("status", *timed_side_by_side(lambda: client.scene(scene_id), local.status,
+                                                      10 * args.repeats)))
         for case, scale, quality in (("render_512x384", 1.0, "full"),
                                      ("preview_256x192", 0.5, "preview")):
             client.render(scene_id, camera, scale, quality=quality)   # warm-up
             local_render(scale, quality)
-            rows.append(row(case, timed(lambda: client.render(scene_id, camera, scale,
-                                                              quality=quality), args.repeats),
-                            timed(lambda: local_render(scale, quality), args.repeats)))
+            rows.append(row(case, *timed_side_by_side(
+                lambda: client.render(scene_id, camera, scale, quality=quality),
+                lambda: local_render(scale, quality), args.repeats)))
         rows[-1]["psnr_vs_full_db"] = psnr(local_render(0.5, "preview"), local_render(0.5, "full"))
 
         strokes = first_strokes() * max(1, args.repeats // 7)

@@ -106,7 +106,7 @@ class RadianceField(nn.Module):
             if inside:
                 within &= (coord >= 0) & (coord <= size - 1)
             flat = flat * size + (coord + 0.5).floor_().clamp_(0, size - 1)
-        hit = grid.reshape(-1)[flat.long()]
+        hit = grid.reshape(-1).index_select(0, flat.long().reshape(-1)).reshape(flat.shape)
         return hit & within if inside else hit
 
     def _grid_coords(self, points: torch.Tensor) -> torch.Tensor:
@@ -140,7 +140,7 @@ class RadianceField(nn.Module):
         views = positional_encoding(ray_dirs, self.config.viewdir_freqs)    # [R, V]
         view_term = F.linear(views, first.weight[:, features.shape[1]:], first.bias)
         if ray_index is not None:
-            view_term = view_term[ray_index]
+            view_term = view_term.index_select(0, ray_index)
         hidden = F.linear(features, first.weight[:, :features.shape[1]]) + view_term
         logits = self.mlp[1:](hidden)
         # A slightly widened sigmoid (as mip-NeRF's): 0 and 1 are reached at finite logits, so

@@ -93,8 +93,8 @@ def _straight_samples(field, origins, unit, t, valid, keep, interval: float) -> 
     R, S = t.shape
     flat = torch.nonzero((valid & field.occupied_along(origins, unit, t, keep)).reshape(-1))[:, 0]
     ray = flat // S
-    depth = t.reshape(-1)[flat]
-    points = torch.addcmul(origins[ray], unit[ray], depth[:, None])
+    depth = t.reshape(-1).index_select(0, flat)     # index_select: ~6x faster than [] on CPU
+    points = torch.addcmul(origins.index_select(0, ray), unit.index_select(0, ray), depth[:, None])
     return Samples(points, ray, flat, torch.full_like(depth, interval), depth,
                    depth / float(field.final_voxel_size), (R, S))
 
@@ -161,24 +161,26 @@ def trace(field: RadianceField, space: RaySpace, origins: torch.Tensor, dirs: to
     marched, columns = 0, 0       # steps marched so far; width of the dense layout so far
     active = torch.nonzero(start < end)[:, 0]
     while len(active):
-        t_from = start[active] + marched * step
-        t_to = torch.minimum(t_from + WINDOW * step, end[active])
+        t_from = start.index_select(0, active) + marched * step
+        t_to = torch.minimum(t_from + WINDOW * step, end.index_select(0, active))
         t, valid = _march(t_from, t_to, step, jitter)
-        window = _straight_samples(field, origins[active], unit[active], t, valid, keep,
+        window = _straight_samples(field, origins.index_select(0, active),
+                                   unit.index_select(0, active), t, valid, keep,
                                    step / base)
         width = t.shape[1]
         tau = field.sigma(window.points) * window.interval                    # [m]
         dense = torch.zeros(len(active) * width, device=tau.device).index_put(
             (window.flat_index,), tau).reshape(len(active), width)
         through = dense.cumsum(1) + depth_before[active, None]
-        exclusive = (through - dense).reshape(-1)[window.flat_index]
+        exclusive = (through - dense).reshape(-1).index_select(0, window.flat_index)
         weights = (1 - torch.exp(-tau)) * torch.exp(-exclusive)
-        parts.append((window, active[window.ray_index], columns + window.flat_index % width,
+        parts.append((window, active.index_select(0, window.ray_index),
+                      columns + window.flat_index % width,
                       weights))
         depth_before[active] = through[:, -1]
         marched, columns = marched + WINDOW, columns + width
-        alive = (torch.exp(-depth_before[active]) > field.config.weight_threshold) & (
-            start[active] + marched * step < end[active])
+        alive = (torch.exp(-depth_before.index_select(0, active)) > field.config.weight_threshold) & (
+            start.index_select(0, active) + marched * step < end.index_select(0, active))
         active = active[alive]
     if not parts:  # every ray missed the occupied voxels
         none = origins.new_zeros(0)
@@ -222,7 +224,7 @@ def ray_weights(field: RadianceField, samples: Samples) -> tuple[torch.Tensor, t
     dense = torch.zeros(R * S, device=tau.device, dtype=tau.dtype).index_put(
         (samples.flat_index,), tau).reshape(R, S)
     through = dense.cumsum(1)                                      # inclusive, per ray
-    exclusive = (through - dense).reshape(-1)[samples.flat_index]
+    exclusive = (through - dense).reshape(-1).index_select(0, samples.flat_index)
     weights = (1 - torch.exp(-tau)) * torch.exp(-exclusive)
     return weights, torch.exp(-through[:, -1])
 
@@ -245,12 +247,12 @@ def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
     weights, transmittance = weighted if weighted is not None else ray_weights(field, samples)
     if surface:
         visible = _surface_samples(samples, weights, 1 - transmittance)
-        w = (1 - transmittance)[samples.ray_index[visible]]
+        w = (1 - transmittance).index_select(0, samples.ray_index.index_select(0, visible))
     else:
         visible = torch.nonzero(weights.detach() > field.config.weight_threshold)[:, 0]
-        w = weights[visible]
-    ray = samples.ray_index[visible]
-    rgb = field.rgb(samples.points[visible], viewdirs, ray)
+        w = weights.index_select(0, visible)
+    ray = samples.ray_index.index_select(0, visible)
+    rgb = field.rgb(samples.points.index_select(0, visible), viewdirs, ray)
     color = torch.zeros(R, 3, device=w.device).index_add(0, ray, w[:, None] * rgb)
     color = color + transmittance[:, None] * background
     depth = torch.zeros(R, device=w.device).index_add(0, samples.ray_index,
@@ -268,7 +270,7 @@ def _surface_samples(samples: Samples, weights: torch.Tensor, opacity: torch.Ten
     dense = torch.zeros(R * S, device=weights.device).index_put(
         (samples.flat_index,), weights).reshape(R, S)
     column = (dense.cumsum(1) < opacity[:, None] / 2).sum(1).clamp_max(S - 1)     # [R]
-    chosen = samples.ray_index * S + column[samples.ray_index]                   # [M]
+    chosen = samples.ray_index * S + column.index_select(0, samples.ray_index)   # [M]
     return torch.nonzero(samples.flat_index == chosen)[:, 0]
 
 

@@ -61,7 +61,7 @@ def occupied_span(field, origins: torch.Tensor, unit: torch.Tensor, t_in: torch.
     for axis, size in enumerate(coarse.shape):
         index = torch.addcmul(start_blocks[:, axis, None], step_blocks[:, axis, None], t)
         flat = flat * size + index.floor_().clamp_(0, size - 1)
-    hit = coarse.reshape(-1)[flat.long()]
+    hit = coarse.reshape(-1).index_select(0, flat.long().reshape(-1)).reshape(t.shape)
     hit &= (t_out > t_in)[:, None]
     columns = torch.arange(count, device=origins.device)
     first = torch.where(hit, columns, count).amin(1)
