@@ -28,6 +28,8 @@ NonNegativeInt = Annotated[int, Field(ge=0, strict=True)]
 PositiveFloat = Annotated[float, Field(gt=0, strict=True)]
 NonNegativeFloat = Annotated[float, Field(ge=0, strict=True)]
 Fraction = Annotated[float, Field(gt=0, lt=1, strict=True)]
+OfLongSide = Annotated[float, Field(ge=0, le=0.5, strict=True)]
+"""A length in an image as a fraction of its long side (0: off)."""
 
 
 @dataclass(config=_STRICT)
@@ -232,17 +234,19 @@ class SegmentConfig:
     mask_opacity: Fraction = 0.45
     """A pixel is in a segment's 2D mask when the segment's rendered opacity exceeds this
     (0.45 rather than 0.5: the edge filter below lowers thin parts' peaks a little)."""
-    mask_edge_radius: NonNegativeInt = 6
-    """2D masks: before the threshold, the segment's rendered share is guided-filtered with
-    the camera's image (the photograph for dataset views, else the render) in windows of
-    this radius (pixels), so the mask's edges follow the image's (engine/segment/
+    mask_edge_radius: OfLongSide = 0.03
+    """Photo-assisted 2D masks: before the threshold, the segment's rendered share is
+    guided-filtered with the camera's image (the photograph for dataset views, else the
+    render) in windows of this radius, a fraction of the image's long side (0.03: 6 px
+    of a 200-px image), so the mask's edges follow the image's (engine/segment/
     mask_edges.py); 0: off."""
     mask_edge_eps: PositiveFloat = 1e-4
     """Regulariser of that filter (squared colour units): smaller follows weaker edges."""
-    mask_grabcut_band: NonNegativeInt = 5
-    """2D masks: after the threshold, pixels up to this far (pixels) outside the mask join
-    it where GrabCut, with colour models of the image started from the mask, gives them to
-    it (engine/segment/mask_edges.py); 0: off."""
+    mask_grabcut_band: OfLongSide = 0.025
+    """Photo-assisted 2D masks: after the threshold, pixels up to this far outside the
+    mask (a fraction of the image's long side; 0.025: 5 px of a 200-px image) join it where
+    GrabCut, with colour models of the image started from the mask, gives them to it
+    (engine/segment/mask_edges.py); 0: off."""
 
 
 @dataclass(config=_STRICT)

@@ -95,8 +95,16 @@ def visible_mask(share: torch.Tensor, image: torch.Tensor | None, params: Segmen
                  ) -> np.ndarray:
     """A segment's 2D mask [H, W] bool from its visible share [H, W] and the camera's image
     [H, W, 3]: snapped to the image (`mask_edge_radius`, `mask_edge_eps`), thresholded at
-    `mask_opacity`, then grown by colour (`mask_grabcut_band`). The image may be None only
-    when both are off."""
-    share = snap_to_image(share, image, params.mask_edge_radius, params.mask_edge_eps)
+    `mask_opacity`, then grown by colour (`mask_grabcut_band`); both lengths are fractions
+    of the image's long side, so a mask of the same view at another size is the same. The
+    image may be None only when both are off."""
+    share = snap_to_image(share, image, in_pixels(params.mask_edge_radius, share.shape),
+                          params.mask_edge_eps)
     mask = (share > params.mask_opacity).cpu().numpy()
-    return add_by_colour(mask, image, params.mask_grabcut_band)
+    return add_by_colour(mask, image, in_pixels(params.mask_grabcut_band, mask.shape))
+
+
+def in_pixels(fraction: float, shape: tuple[int, ...]) -> int:
+    """A length given as a fraction of an image's long side -> whole pixels of an image
+    of `shape` [H, W]; at least 1 when the fraction is not 0 (0 stays off)."""
+    return max(1, round(fraction * max(shape[:2]))) if fraction > 0 else 0

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.errors import IsrfError
-from engine.segment.mask_edges import add_by_colour, snap_to_image
+from engine.segment.mask_edges import add_by_colour, in_pixels, snap_to_image
 
 SIZE = 40
 EDGE = 20      # the image's colour edge: columns < EDGE are the object
@@ -106,3 +106,11 @@ def test_colour_step_is_deterministic_and_guards_its_inputs():
         add_by_colour(short, None, band=5)
     with pytest.raises(IsrfError, match="guide image is \\(40, 20\\), the mask \\(40, 40\\)"):
         add_by_colour(short, image[:, :20], band=5)
+
+
+def test_lengths_are_fractions_of_the_long_side():
+    """The photo assists' radius and band scale with the image: 6 and 5 px of the default
+    scene's 200-px views, twice that at 400 px; never rounded to 0 unless off."""
+    assert in_pixels(0.03, (200, 200)) == 6 and in_pixels(0.025, (200, 150)) == 5
+    assert in_pixels(0.03, (300, 400)) == 12 and in_pixels(0.025, (400, 300, 3)) == 10
+    assert in_pixels(0.001, (48, 48)) == 1 and in_pixels(0.0, (4000, 4000)) == 0

@@ -19,6 +19,9 @@ from engine.segment.region import stroke_centres
 from engine.segment.strokes import Refine, parse_stroke
 from synthetic import SPHERES, TRAIN, make_sphere_scene
 
+PIXELS_6_AND_5 = {"mask_edge_radius": 0.125, "mask_grabcut_band": 0.105}
+"""The photo assists' radius and band as 6 and 5 px of these 48-px views, what the
+defaults give a 200-px image (here they would give 1 px)."""
 MEAN_IOU_THRESHOLD = 0.70
 """Mean IoU of the three spheres on the held-out views, from the automatic scribbles of
 one reference view each; measured 0.79 (48-px images: a one-pixel rim is ~15% of a sphere)."""
@@ -278,6 +281,7 @@ def test_mask_edges_follow_the_photograph_or_the_render(scene, trained):
     other cameras use the field's own render of the scene (the same samples' colour as a
     plain render); with both steps off the mask is the share thresholded as rendered."""
     session = scene.segmentation
+    session.add_segment("red", PIXELS_6_AND_5)
     for stroke in _strokes(trained[1], "object_1"):
         session.stroke("red", stroke)
     session.add_segment("plain", {"mask_edge_radius": 0, "mask_grabcut_band": 0})
@@ -419,7 +423,7 @@ def test_cuda_refine_adds_what_the_cpu_adds(trained):
     added = {}
     for device in ("cpu", "cuda"):
         session = Scene.from_checkpoint(trained[0], device).segmentation
-        session.add_segment("seeds", {"max_growth": 0, "seed_distance": 0.08})
+        session.add_segment("seeds", {"max_growth": 0, "seed_distance": 0.08, **PIXELS_6_AND_5})
         session.stroke("seeds", _positive(trained[1], 1))
         before = session.mask("seeds").clone()
         session.refine("seeds", {"view_stride": 2})
@@ -433,7 +437,7 @@ def test_refine_takes_what_the_photographs_show_and_keeps_red_strokes_out(scene,
     photographs: it gains the rest of the sphere, nothing of the others; what a red
     stroke removed stays out; undo takes the refinement back."""
     session = scene.segmentation
-    session.add_segment("seeds", {"max_growth": 0, "seed_distance": 0.08})
+    session.add_segment("seeds", {"max_growth": 0, "seed_distance": 0.08, **PIXELS_6_AND_5})
     session.stroke("seeds", _positive(trained[1], 1))
     seeds = session.mask("seeds").clone()
     _, recall = _ball_share(scene, seeds, 1)
@@ -447,7 +451,7 @@ def test_refine_takes_what_the_photographs_show_and_keeps_red_strokes_out(scene,
     assert (refined | seeds).sum() == refined.sum()              # it only adds
     assert session.undo("seeds") and torch.equal(session.mask("seeds"), seeds)
 
-    greedy = {"seed_distance": 4.0, "grow_distance": 4.0}   # takes the blue sphere too
+    greedy = {"seed_distance": 4.0, "grow_distance": 4.0, **PIXELS_6_AND_5}   # + the blue sphere
     session.add_segment("red", greedy)
     session.stroke("red", _positive(trained[1], 1))
     session.stroke("red", {**_positive(trained[1], 3), "label": "negative",

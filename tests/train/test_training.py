@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from engine import work
 from engine.cli import main
 from engine.config import load_config
 from engine.errors import Cancelled
@@ -83,15 +85,32 @@ def test_resume_continues_from_the_checkpoint(spheres, tmp_path):
     assert report.seconds > first.seconds
 
 
+class CancelAfter:
+    """Step hooks (engine/work.py, as a server job's) that ask to cancel once `steps`
+    steps are done: the cancel comes at a known step, not after some time."""
+
+    def __init__(self, cancel: threading.Event, steps: int):
+        self.cancel, self.steps = cancel, steps
+
+    def device(self):
+        return contextlib.nullcontext()
+
+    def report(self, stage: str, done: int, total: int, metrics: dict) -> None:
+        if done >= self.steps:
+            self.cancel.set()
+
+
 def test_cancel_saves_a_checkpoint_that_resumes(spheres, tmp_path):
     cancel = threading.Event()
     scene = Scene(_config(spheres, tmp_path, "train.steps=1000"), "cpu")
-    timer = threading.Timer(1.0, cancel.set)
-    timer.start()
-    with pytest.raises(Cancelled, match="resume from"):
-        scene.train(progress=False, cancel=cancel)
+    with pytest.raises(Cancelled, match="cancelled at step 7; resume from"):
+        with work.running(CancelAfter(cancel, 7)):
+            scene.train(progress=False, cancel=cancel)
     saved = Scene.from_checkpoint(tmp_path / "checkpoint.pt", "cpu")
-    assert 0 < saved.step < 1000
+    assert saved.step == 7
+    report = Scene(_config(spheres, tmp_path, "train.steps=12"), "cpu").train(resume=True,
+                                                                              progress=False)
+    assert report.steps == 12
 
 
 def test_cli_train_then_render_writes_pngs_and_metrics(spheres, tmp_path, capsys):
