@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -330,6 +331,36 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
                 raise IsrfError(f"--set {item!r}: {part} is not a table")
         node[parts[-1]] = value
     return raw
+
+
+PIXEL_LENGTHS = ("mask_edge_radius", "mask_grabcut_band")
+"""Segment settings saved as whole pixels before 2026-12-07, fractions of the image's long
+side since (`upgrade_saved_segment`)."""
+PIXELS_CHOSEN_AT = 200   # the long side of the default scene's images, which they were chosen for
+
+
+def upgrade_saved_segment(segment: dict, source: str) -> dict:
+    """Segment settings saved by an earlier engine (a checkpoint's config, a session's
+    segment parameters) in today's terms: a pixel length (a value above 0.5) becomes that
+    many pixels of a 200-px image, with a warning, so nothing saved stops loading."""
+    upgraded, changes = dict(segment), []
+    for key in PIXEL_LENGTHS:
+        value = upgraded.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0.5:
+            upgraded[key] = min(0.5, value / PIXELS_CHOSEN_AT)
+            changes.append(f"segment.{key} = {value} px -> {upgraded[key]:g}")
+    if changes:
+        warnings.warn(f"{source}: saved by an earlier engine in pixels, read as fractions of "
+                      f"the image's long side: {', '.join(changes)}")
+    return upgraded
+
+
+def config_from_saved(raw: dict, source: str) -> Config:
+    """`config_from_dict` for a config an engine saved (a checkpoint's): settings whose
+    meaning changed since are upgraded first (`upgrade_saved_segment`)."""
+    if isinstance(raw.get("segment"), dict):
+        raw = {**raw, "segment": upgrade_saved_segment(raw["segment"], source)}
+    return config_from_dict(raw, source)
 
 
 def config_from_dict(raw: dict, source: str = "config", overridden: set[str] = frozenset()) -> Config:

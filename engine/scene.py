@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from engine.atomic import atomic_path, write_json
-from engine.config import Config, MeshConfig, config_from_dict, config_to_dict
+from engine.config import Config, MeshConfig, config_from_saved, config_to_dict
 from engine.data import Cameras, PosedImages, load_scene
 from engine.data.frames import blender_camera_to_scene, blender_transform
 from engine.errors import Cancelled, IsrfError
@@ -84,7 +84,7 @@ class Scene:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device | None = None) -> "Scene":
         content = load_checkpoint(path)
-        scene = cls(config_from_dict(content["config"], f"{path} (config)"), device)
+        scene = cls(config_from_saved(content["config"], f"{path} (config)"), device)
         scene._restore(content)
         return scene
 

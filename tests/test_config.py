@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
-from engine.config import Config, load_config
+from engine.config import Config, config_from_dict, config_from_saved, load_config
 from engine.errors import IsrfError
 from locations import REPO
 
@@ -208,3 +208,20 @@ def test_inconsistent_grid_sizes_are_rejected():
     message = load_error(None, ["field.num_voxels_start=9999999"])
     assert message.startswith("--set: field:") and "num_voxels_start" in message
     assert "repeat" in load_error(None, ["field.upscale_steps=[5,5]"])
+
+
+def test_saved_pixel_lengths_are_upgraded_with_a_warning():
+    """Checkpoints and sessions saved before the photo assists' lengths became fractions
+    of the image's long side still load: 6 px and 5 px (of the 200-px default scene) read
+    as 0.03 and 0.025; a TOML that writes pixels today is refused, naming the key."""
+    saved = {"segment": {"mask_edge_radius": 6, "mask_grabcut_band": 5, "clusters": 9}}
+    with pytest.warns(UserWarning, match="in pixels, read as fractions of the image's long "
+                      "side: segment.mask_edge_radius = 6 px -> 0.03, "
+                      "segment.mask_grabcut_band = 5 px -> 0.025"):
+        config = config_from_saved(saved, "old.pt (config)")
+    assert config.segment.mask_edge_radius == pytest.approx(0.03)
+    assert config.segment.mask_grabcut_band == pytest.approx(0.025)
+    assert config.segment.clusters == 9
+    assert config_from_saved({"segment": {"mask_edge_radius": 0.1}}, "new.pt").segment.mask_edge_radius == 0.1
+    with pytest.raises(IsrfError, match="segment.mask_edge_radius"):
+        config_from_dict({"segment": {"mask_edge_radius": 6}}, "today.toml")

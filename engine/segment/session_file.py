@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from engine.atomic import atomic_path
-from engine.config import SegmentConfig
+from engine.config import SegmentConfig, upgrade_saved_segment
 from engine.errors import IsrfError
 from engine.segment.history import Segment, SegmentState, params_with
 from engine.segment.strokes import parse_step
@@ -90,6 +90,7 @@ def load_segments(path: str | Path, key: DomainKey) -> dict[str, Segment]:
                 centres(f"positive_centres_{i}"), centres(f"negative_centres_{i}"))
         except (KeyError, ValueError, RuntimeError) as error:
             raise IsrfError(f"{source}: damaged ({error})") from None
-        params = params_with(SegmentConfig(), saved["params"], f"{source} params")
+        params = params_with(SegmentConfig(), upgrade_saved_segment(saved["params"], source),
+                             f"{source} params")
         segments[saved["name"]] = Segment(saved["name"], params, state)
     return segments
