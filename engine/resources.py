@@ -3,8 +3,7 @@
 In a checkout they are the top-level `configs/` and `benchmarks/`; an
 installed wheel carries the same files as the package `engine.shipped` (pyproject.toml
 maps the folders into it), found with importlib.resources. Outputs never go here: the
-default scene and runs are made under a root folder (`isrf demo --root`, default the
-current directory).
+default scene and runs are made under a root folder (`isrf demo --root`; `default_root`).
 """
 
 from __future__ import annotations
@@ -39,6 +38,7 @@ def default_scene_dir(root: Path | None = None) -> Path:
 
 
 def default_root(root: Path | None = None) -> Path:
+    """`root`, else the checkout when the engine runs from one, else the current directory."""
     if root is not None:
         return root
     return CHECKOUT if (CHECKOUT / "pyproject.toml").is_file() else Path.cwd()
