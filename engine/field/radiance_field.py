@@ -114,12 +114,6 @@ class RadianceField(nn.Module):
         size = torch.tensor(self.resolution, device=points.device, dtype=points.dtype)
         return (points - self.box_min) * ((size - 1) / (self.box_max - self.box_min))
 
-    def nearest_voxel(self, points: torch.Tensor) -> torch.Tensor:
-        """[M, 3] long: the grid index of the voxel nearest each space point [M, 3]
-        (clamped to the grid)."""
-        size = torch.tensor(self.resolution, device=points.device)
-        return torch.minimum(self._grid_coords(points).round().long().clamp_min(0), size - 1)
-
     # ----- quantities -----------------------------------------------------------
     def sigma(self, points: torch.Tensor) -> torch.Tensor:
         """Density [M] per final-grid voxel length at space points [M, 3]."""

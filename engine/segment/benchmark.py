@@ -151,14 +151,19 @@ def score_targets(scene, item: BenchmarkObject, scene_dir: Path) -> list[dict]:
     target: `iou`, `accuracy` of its mask rendered from the voxel selection (nothing read
     from the view's photograph) and `iou_2d`, `accuracy_2d` with the photo assists."""
     size = (scene.data.width, scene.data.height)
+    session = scene.segmentation
     rows = []
     for target in item.targets:
         if target.view >= len(scene.data.names):
             raise IsrfError(f"benchmark: {item.name}: target view {target.view} does not exist")
         truth = read_png(scene_dir / target.mask, size, "target mask")
         truth = truth != 0 if target.value is None else truth == target.value
-        selection = scores(scene.mask_image(item.name, target.view), truth)
-        assisted = scores(scene.mask_image(item.name, target.view, photo_assist=True), truth)
+        # One render serves both masks (as Scene.mask_image makes each).
+        rendered = session.render(item.name, session.cameras, target.view)
+        selection = scores(session.mask_from_render(item.name, rendered), truth)
+        assisted = scores(session.mask_from_render(
+            item.name, rendered, image=scene.data.image_float(target.view), photo_assist=True),
+            truth)
         rows.append({"view": target.view, **selection,
                      **{f"{key}_2d": value for key, value in assisted.items()}})
     return rows
