@@ -266,10 +266,10 @@ def ensure_default_scene(path: Path | None = None) -> Path:
           file=sys.stderr)
     # Blender prints a "Saved: ..." line per render on stdout; the script's own progress
     # goes to stderr.
-    result = subprocess.run([sys.executable, "-m", "engine.data.default_scene", "--out", str(path)],
+    result = subprocess.run([sys.executable, "-m", "engine.data.synthetic_scene", "--out", str(path)],
                             stdout=subprocess.DEVNULL)
     if result.returncode != 0:
-        raise IsrfError(f"engine/data/default_scene.py: rendering the default scene failed "
+        raise IsrfError(f"engine/data/synthetic_scene.py: rendering the default scene failed "
                         f"(exit code {result.returncode})")
     return path
 

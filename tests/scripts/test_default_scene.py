@@ -149,3 +149,21 @@ def test_engine_loads_the_generated_scene(runs):
         pixel, depth = scene.cameras.project(view, centre)
         assert depth[0] > 0
         assert ((pixel >= 0) & (pixel < SIZE)).all()
+
+
+def test_room_scene_is_opaque_with_its_own_objects(tmp_path):
+    result = run_generator(["--scene", "room", "--out", str(tmp_path / "room"), "--views", "2",
+                            "--size", "32", "--samples", "1"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    room = tmp_path / "room"
+    names = [item["name"] for item in load_json(room / "objects.json")["objects"]]
+    assert names[0] == "floor" and {"bottle_on_table", "bottle_on_floor", "pen", "ring"} <= set(names)
+    for path in frame_files(room, "file_path"):
+        assert (np.asarray(Image.open(path))[..., 3] == 255).all(), "the room shows: no alpha"
+    ids = np.stack([np.asarray(Image.open(p)) for p in frame_files(room, "mask_path")])
+    assert 0 in ids and 1 in ids     # the room behind (background id) and the floor
+    # the look-alikes are one mesh: equal shapes, different places
+    a, b = (trimesh.load(room / "meshes" / f"{n}.ply") for n in ("bottle_on_table", "bottle_on_floor"))
+    np.testing.assert_allclose(a.extents, b.extents, atol=1e-6)
+    assert np.linalg.norm(a.centroid[:2] - b.centroid[:2]) > 1.0
+    assert a.bounds[0, 2] > b.bounds[0, 2] + 0.3     # one stands on the coffee table

@@ -1,16 +1,18 @@
-"""Render the project's default scene: a wooden table with six textured objects.
+"""Render one of the project's synthetic scenes (engine/data/synthetic_specs.py) with
+Blender: the default tabletop, or the room (an opaque textured background).
 
 Writes a NeRF / instant-ngp style data set with exact instance masks:
 
     OUT/transforms.json   cameras (camera-to-world, Blender convention) and scene bounds
-    OUT/images/r_XXX.png  RGBA Cycles renders, transparent background
-    OUT/masks/r_XXX.png   8-bit instance ids (0 background, 1 table, 2.. objects)
+    OUT/images/r_XXX.png  RGBA Cycles renders (default: transparent background; room: opaque)
+    OUT/masks/r_XXX.png   8-bit instance ids (0 background, 1 table or floor, 2.. objects)
     OUT/objects.json      names of the ids
     OUT/meshes/NAME.ply   each object's true surface (triangles, world frame): the ground
                           truth scripts/bench_mesh.py scores extracted meshes against
 
 Usage: .venv/bin/python scripts/make_default_scene.py --out scenes/default
-       (or python -m engine.data.default_scene)
+       .venv/bin/python scripts/make_default_scene.py --scene room --out scenes/room
+       (or python -m engine.data.synthetic_scene)
        (--meshes-only: write only OUT/meshes/, for a scene rendered before they existed)
 
 A re-run gives byte-identical masks and JSON files. The images repeat except for a few
@@ -26,7 +28,6 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -36,134 +37,21 @@ import trimesh
 from mathutils import Vector
 from PIL import Image
 
-TABLE_SIZE = (2.4, 1.8, 0.08)  # x, y, thickness; the top is at z = 0
-LOOK_AT = Vector((0.0, 0.0, 0.15))
-FOV_X_DEG = 40.0
-# Smallest radius (in steps of 0.2) that keeps the whole table inside the 40 degree view
-# from every camera of the band, with a margin (at least 9 px of 200 in the 72 views).
-CAMERA_RADIUS = 4.8
-ELEVATION_BAND_DEG = (20.0, 70.0)
+from engine.data.synthetic_specs import SCENES, Ground, Prop, SceneSpec, Texture, World
+
 AABB_PADDING = 0.05
-MIN_OBJECT_GAP = 0.15  # clearance between the objects' footprints on the table
 BACKGROUND_ID = 0
-TABLE_ID = 1
-
-
-@dataclass(frozen=True)
-class Texture:
-    """A procedural texture whose scalar output is mapped onto a two-colour ramp."""
-
-    node: str  # shader node type, e.g. "ShaderNodeTexChecker"
-    output: str  # the scalar output socket that drives the ramp
-    colors: tuple[tuple[float, float, float], tuple[float, float, float]]  # linear RGB
-    inputs: dict[str, float] = field(default_factory=dict)  # input socket defaults
-    settings: dict[str, str | int] = field(default_factory=dict)  # node properties
-    ramp_stops: tuple[float, float] = (0.0, 1.0)  # output values given the two colours
-    rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # of the texture space
-    roughness: float = 0.5
-
-
-@dataclass(frozen=True)
-class Prop:
-    """An object standing on the table."""
-
-    name: str
-    add_mesh: Callable[[], object]  # a bpy.ops primitive: adds and selects the mesh
-    xy: tuple[float, float]
-    texture: Texture
-    yaw_deg: float = 0.0
-
-
-WOOD = Texture(
-    "ShaderNodeTexWave",
-    "Fac",
-    ((0.16, 0.07, 0.025), (0.42, 0.22, 0.09)),
-    inputs={"Scale": 2.5, "Distortion": 6.0, "Detail": 2.0, "Detail Scale": 1.5},
-    settings={"wave_type": "BANDS", "bands_direction": "X"},
-    roughness=0.6,
-)
-
-PROPS = (
-    Prop(
-        "checker_cube",
-        lambda: bpy.ops.mesh.primitive_cube_add(size=0.42),
-        (-0.78, 0.42),
-        Texture("ShaderNodeTexChecker", "Fac", ((0.75, 0.05, 0.04), (0.85, 0.8, 0.65)), {"Scale": 8.0}),
-        yaw_deg=20.0,
-    ),
-    Prop(
-        "voronoi_sphere",
-        lambda: bpy.ops.mesh.primitive_uv_sphere_add(radius=0.26, segments=48, ring_count=24),
-        (0.0, 0.42),
-        Texture("ShaderNodeTexVoronoi", "Distance", ((0.02, 0.08, 0.6), (0.5, 0.8, 0.95)), {"Scale": 9.0}),
-    ),
-    Prop(
-        "brick_cylinder",
-        lambda: bpy.ops.mesh.primitive_cylinder_add(radius=0.18, depth=0.5, vertices=48),
-        (0.78, 0.42),
-        Texture(
-            "ShaderNodeTexBrick",
-            "Fac",
-            ((0.6, 0.22, 0.05), (0.75, 0.72, 0.68)),
-            {"Scale": 1.5, "Mortar Size": 0.03},
-            rotation_deg=(90.0, 0.0, 0.0),  # the pattern is planar: stand it up, rows horizontal
-            roughness=0.8,
-        ),
-    ),
-    Prop(
-        "wave_cone",
-        lambda: bpy.ops.mesh.primitive_cone_add(radius1=0.25, radius2=0.0, depth=0.55, vertices=48),
-        (-0.78, -0.42),
-        Texture(
-            "ShaderNodeTexWave",
-            "Fac",
-            ((0.08, 0.35, 0.05), (0.85, 0.8, 0.1)),
-            {"Scale": 2.0},
-            settings={"wave_type": "RINGS"},
-        ),
-    ),
-    Prop(
-        "magic_torus",
-        lambda: bpy.ops.mesh.primitive_torus_add(
-            major_radius=0.2, minor_radius=0.08, major_segments=48, minor_segments=16
-        ),
-        (0.0, -0.42),
-        Texture(
-            "ShaderNodeTexMagic",
-            "Fac",
-            ((0.35, 0.03, 0.45), (0.95, 0.45, 0.7)),
-            {"Scale": 5.0},
-            settings={"turbulence_depth": 3},
-            ramp_stops=(0.3, 0.7),
-        ),
-    ),
-    Prop(
-        "noise_monkey",
-        lambda: bpy.ops.mesh.primitive_monkey_add(size=0.4),
-        (0.78, -0.42),
-        Texture(
-            "ShaderNodeTexNoise",
-            "Fac",
-            ((0.02, 0.3, 0.3), (0.7, 0.95, 0.85)),
-            {"Scale": 6.0, "Detail": 1.0},
-            ramp_stops=(0.35, 0.65),
-            roughness=0.35,
-        ),
-        yaw_deg=-25.0,
-    ),
-)
+GROUND_ID = 1
 
 
 # ----------------------------------------------------------------------------- scene
 
 
-def textured_material(name: str, texture: Texture) -> bpy.types.Material:
-    """A Principled material coloured by `texture`, sampled in object space (world units)."""
-    material = bpy.data.materials.new(name)
-    nodes, links = material.node_tree.nodes, material.node_tree.links
-    bsdf = nodes["Principled BSDF"]
-    bsdf.inputs["Roughness"].default_value = texture.roughness
-
+def texture_nodes(tree: bpy.types.NodeTree, texture: Texture, coords_output: str) -> bpy.types.NodeSocket:
+    """Texture coordinates -> mapping -> texture -> two-colour ramp; returns the ramp's
+    colour socket. `coords_output`: the coordinates' socket (Object for surfaces,
+    Generated for the world, where it is the direction)."""
+    nodes, links = tree.nodes, tree.links
     coords = nodes.new("ShaderNodeTexCoord")
     mapping = nodes.new("ShaderNodeMapping")
     mapping.inputs["Rotation"].default_value = [math.radians(deg) for deg in texture.rotation_deg]
@@ -176,11 +64,19 @@ def textured_material(name: str, texture: Texture) -> bpy.types.Material:
     for element, stop, rgb in zip(ramp.color_ramp.elements, texture.ramp_stops, texture.colors):
         element.position = stop
         element.color = (*rgb, 1.0)
-
-    links.new(coords.outputs["Object"], mapping.inputs["Vector"])
+    links.new(coords.outputs[coords_output], mapping.inputs["Vector"])
     links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
     links.new(tex.outputs[texture.output], ramp.inputs["Fac"])
-    links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
+    return ramp.outputs["Color"]
+
+
+def textured_material(name: str, texture: Texture) -> bpy.types.Material:
+    """A Principled material coloured by `texture`, sampled in object space (world units)."""
+    material = bpy.data.materials.new(name)
+    bsdf = material.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Roughness"].default_value = texture.roughness
+    material.node_tree.links.new(texture_nodes(material.node_tree, texture, "Object"),
+                                 bsdf.inputs["Base Color"])
     return material
 
 
@@ -194,22 +90,23 @@ def finish_object(name: str, texture: Texture) -> bpy.types.Object:
     return obj
 
 
-def add_table() -> bpy.types.Object:
-    width, depth, thickness = TABLE_SIZE
+def add_ground(ground: Ground) -> bpy.types.Object:
+    width, depth, thickness = ground.size
     bpy.ops.mesh.primitive_cube_add(size=1.0, location=(0.0, 0.0, -thickness / 2))
     bpy.context.active_object.scale = (width, depth, thickness)
-    return finish_object("table", WOOD)
+    return finish_object(ground.name, ground.texture)
 
 
-def add_prop(prop: Prop) -> bpy.types.Object:
-    """Add `prop` resting on the table top (its lowest point at z = 0)."""
-    prop.add_mesh()
+def add_prop(prop: Prop, support: bpy.types.Object) -> bpy.types.Object:
+    """Add `prop` resting on `support` (its lowest point on the support's top)."""
+    getattr(bpy.ops.mesh, f"primitive_{prop.shape.kind}_add")(**prop.shape.params)
     obj = finish_object(prop.name, prop.texture)
     bpy.ops.object.shade_smooth_by_angle(angle=math.radians(40.0))
-    obj.rotation_euler.z = math.radians(prop.yaw_deg)
+    obj.rotation_euler = [math.radians(deg) for deg in prop.rotation_deg]
     bpy.context.view_layer.update()
     lowest = world_bounds(obj)[0][2]
-    obj.location = (prop.xy[0], prop.xy[1], -lowest)
+    top = world_bounds(support)[1][2]
+    obj.location = (prop.xy[0], prop.xy[1], top - lowest)
     bpy.context.view_layer.update()
     return obj
 
@@ -227,45 +124,52 @@ def world_bounds(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
     """(min, max) world coordinates of the mesh's vertices.
 
     Exact (vertices, not the corners of the local bounding box), so that rotated objects
-    sit flush on the table and the scene box is tight.
+    sit flush on their support and the scene box is tight.
     """
     world = world_vertices(obj)
     return world.min(axis=0), world.max(axis=0)
 
 
-def check_layout(table: bpy.types.Object, props: list[bpy.types.Object]) -> None:
-    """Fail loudly if an edit to PROPS makes objects overlap or leave the table top."""
-    table_lo, table_hi = world_bounds(table)
-    boxes = [world_bounds(obj) for obj in props]
-    for obj, (lo, hi) in zip(props, boxes):
-        if (lo[:2] < table_lo[:2]).any() or (hi[:2] > table_hi[:2]).any():
-            raise RuntimeError(f"{obj.name} overhangs the table")
-    for i, (lo_a, hi_a) in enumerate(boxes):
-        for j in range(i + 1, len(boxes)):
-            lo_b, hi_b = boxes[j]
-            gap = np.maximum(lo_b[:2] - hi_a[:2], lo_a[:2] - hi_b[:2]).max()
-            if gap < MIN_OBJECT_GAP:
-                raise RuntimeError(f"{props[i].name} and {props[j].name} are only {gap:.3f} apart")
+def check_layout(spec: SceneSpec, objects: dict[str, bpy.types.Object]) -> None:
+    """Fail loudly if an edit to the spec makes props overlap or leave their support."""
+    for support in [spec.ground.name, *(prop.name for prop in spec.props)]:
+        standing = [prop.name for prop in spec.props if (prop.on or spec.ground.name) == support]
+        support_lo, support_hi = world_bounds(objects[support])
+        boxes = [world_bounds(objects[name]) for name in standing]
+        for name, (lo, hi) in zip(standing, boxes):
+            if (lo[:2] < support_lo[:2]).any() or (hi[:2] > support_hi[:2]).any():
+                raise RuntimeError(f"{name} overhangs {support}")
+        for i, (lo_a, hi_a) in enumerate(boxes):
+            for j in range(i + 1, len(boxes)):
+                lo_b, hi_b = boxes[j]
+                gap = np.maximum(lo_b[:2] - hi_a[:2], lo_a[:2] - hi_b[:2]).max()
+                if gap < spec.min_gap:
+                    raise RuntimeError(f"{standing[i]} and {standing[j]} are only {gap:.3f} apart")
 
 
-def add_lights(scene: bpy.types.Scene) -> None:
-    """A soft-shadowed sun and a uniform world colour for the ambient light."""
+def add_lights(scene: bpy.types.Scene, world_spec: World, sun_energy: float) -> None:
+    """A soft-shadowed sun, and the world: a uniform colour or an environment texture."""
     sun = bpy.data.lights.new("sun", type="SUN")
-    sun.energy = 3.0
+    sun.energy = sun_energy
     sun.angle = math.radians(12.0)  # the sun's angular diameter: wider is softer
     sun_obj = bpy.data.objects.new("sun", sun)
     sun_obj.rotation_euler = (math.radians(40.0), 0.0, math.radians(30.0))
     scene.collection.objects.link(sun_obj)
 
-    world = bpy.data.worlds.new("ambient")
-    world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.3, 0.32, 0.36, 1.0)
+    world = bpy.data.worlds.new("world")
+    background = world.node_tree.nodes["Background"]
+    background.inputs["Color"].default_value = (*world_spec.color, 1.0)
+    background.inputs["Strength"].default_value = world_spec.strength
+    if world_spec.texture is not None:
+        world.node_tree.links.new(texture_nodes(world.node_tree, world_spec.texture, "Generated"),
+                                  background.inputs["Color"])
     scene.world = world
 
 
-def add_camera(scene: bpy.types.Scene, size: int) -> bpy.types.Object:
+def add_camera(scene: bpy.types.Scene, size: int, fov_x_deg: float) -> bpy.types.Object:
     camera = bpy.data.cameras.new("camera")
     camera.sensor_fit = "HORIZONTAL"
-    camera.angle_x = math.radians(FOV_X_DEG)
+    camera.angle_x = math.radians(fov_x_deg)
     obj = bpy.data.objects.new("camera", camera)
     scene.collection.objects.link(obj)
     scene.camera = obj
@@ -274,24 +178,26 @@ def add_camera(scene: bpy.types.Scene, size: int) -> bpy.types.Object:
     return obj
 
 
-def build_scene(size: int) -> tuple[bpy.types.Scene, bpy.types.Object, list[bpy.types.Object]]:
-    """Build the scene from empty; returns (scene, camera, [table, *props] in mask-id order)."""
+def build_scene(spec: SceneSpec, size: int
+                ) -> tuple[bpy.types.Scene, bpy.types.Object, list[bpy.types.Object]]:
+    """Build the scene from empty; returns (scene, camera, objects in mask-id order)."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
-    table = add_table()
-    props = [add_prop(prop) for prop in PROPS]
-    check_layout(table, props)
-    add_lights(scene)
-    camera = add_camera(scene, size)
-    return scene, camera, [table, *props]
+    objects = {spec.ground.name: add_ground(spec.ground)}
+    for prop in spec.props:
+        objects[prop.name] = add_prop(prop, objects[prop.on or spec.ground.name])
+    check_layout(spec, objects)
+    add_lights(scene, spec.world, spec.sun_energy)
+    camera = add_camera(scene, size, spec.fov_x_deg)
+    return scene, camera, [objects[name] for name in spec.objects()]
 
 
 # ----------------------------------------------------------------------------- cameras
 
 
-def camera_positions(views: int) -> list[Vector]:
+def camera_positions(spec: SceneSpec, views: int) -> list[Vector]:
     """Golden-angle spiral over the elevation band, area-uniform (uniform in sin elevation)."""
-    low, high = (math.sin(math.radians(deg)) for deg in ELEVATION_BAND_DEG)
+    low, high = (math.sin(math.radians(deg)) for deg in spec.elevation_band_deg)
     golden_angle = math.pi * (3.0 - math.sqrt(5.0))
     positions = []
     for i in range(views):
@@ -304,14 +210,14 @@ def camera_positions(views: int) -> list[Vector]:
                 math.sin(elevation),
             )
         )
-        positions.append(LOOK_AT + CAMERA_RADIUS * direction)
+        positions.append(Vector(spec.look_at) + spec.camera_radius * direction)
     return positions
 
 
-def aim_camera(camera: bpy.types.Object, position: Vector) -> list[list[float]]:
-    """Place the camera looking at LOOK_AT (down its -Z, +Y up); returns its camera-to-world."""
+def aim_camera(camera: bpy.types.Object, position: Vector, look_at: Vector) -> list[list[float]]:
+    """Place the camera looking at `look_at` (down its -Z, +Y up); returns its camera-to-world."""
     camera.location = position
-    camera.rotation_euler = (LOOK_AT - position).to_track_quat("-Z", "Y").to_euler()
+    camera.rotation_euler = (look_at - position).to_track_quat("-Z", "Y").to_euler()
     bpy.context.view_layer.update()
     return [list(row) for row in camera.matrix_world]
 
@@ -319,10 +225,10 @@ def aim_camera(camera: bpy.types.Object, position: Vector) -> list[list[float]]:
 # ----------------------------------------------------------------------------- rendering
 
 
-def configure_output(scene: bpy.types.Scene) -> None:
-    """Settings shared by both passes: 8-bit RGBA PNG, transparent background."""
+def configure_output(scene: bpy.types.Scene, transparent: bool) -> None:
+    """8-bit RGBA PNG; the background transparent (alpha 0) or the world's, opaque."""
     render = scene.render
-    render.film_transparent = True
+    render.film_transparent = transparent
     render.image_settings.file_format = "PNG"
     render.image_settings.color_mode = "RGBA"
     render.image_settings.color_depth = "8"
@@ -352,6 +258,7 @@ def configure_id_pass(scene: bpy.types.Scene, objects: list[bpy.types.Object]) -
     writes it unchanged, so the red channel of the PNG is the id.
     """
     scene.render.engine = "BLENDER_WORKBENCH"
+    scene.render.film_transparent = True  # background pixels: alpha 0, id 0
     scene.view_settings.view_transform = "Raw"
     scene.display.render_aa = "OFF"
     shading = scene.display.shading
@@ -360,7 +267,7 @@ def configure_id_pass(scene: bpy.types.Scene, objects: list[bpy.types.Object]) -
     shading.show_object_outline = False
     shading.show_cavity = False
     shading.show_shadows = False
-    for mask_id, obj in enumerate(objects, start=TABLE_ID):
+    for mask_id, obj in enumerate(objects, start=GROUND_ID):
         obj.color = (mask_id / 255.0, 0.0, 0.0, 1.0)
 
 
@@ -390,6 +297,7 @@ def render_views(
     scene: bpy.types.Scene,
     camera: bpy.types.Object,
     positions: list[Vector],
+    look_at: Vector,
     stage: str,
     write: Callable[[Path, str], None],
 ) -> list[list[list[float]]]:
@@ -401,7 +309,7 @@ def render_views(
     c2w = []
     with tempfile.TemporaryDirectory() as scratch:
         for i, position in enumerate(positions):
-            c2w.append(aim_camera(camera, position))
+            c2w.append(aim_camera(camera, position, look_at))
             rendered = Path(scratch) / frame_name(i)
             render_to(scene, rendered)
             write(rendered, frame_name(i))
@@ -420,8 +328,9 @@ def scene_aabb(objects: list[bpy.types.Object]) -> list[list[float]]:
     return [[round(float(v), 4) for v in lo], [round(float(v), 4) for v in hi]]
 
 
-def transforms_json(size: int, aabb: list[list[float]], c2w: list[list[list[float]]]) -> dict:
-    angle_x = math.radians(FOV_X_DEG)
+def transforms_json(size: int, fov_x_deg: float, aabb: list[list[float]],
+                    c2w: list[list[list[float]]]) -> dict:
+    angle_x = math.radians(fov_x_deg)
     focal = 0.5 * size / math.tan(angle_x / 2)
     frames = [
         {
@@ -447,7 +356,7 @@ def transforms_json(size: int, aabb: list[list[float]], c2w: list[list[list[floa
 def objects_json(objects: list[bpy.types.Object]) -> dict:
     return {
         "background_id": BACKGROUND_ID,
-        "objects": [{"name": obj.name, "mask_id": i} for i, obj in enumerate(objects, start=TABLE_ID)],
+        "objects": [{"name": obj.name, "mask_id": i} for i, obj in enumerate(objects, start=GROUND_ID)],
     }
 
 
@@ -469,27 +378,30 @@ def write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def make_default_scene(out_dir: str | Path, views: int = 72, size: int = 200, samples: int = 32, seed: int = 0) -> None:
-    """Render the default scene into `out_dir` (see the module docstring for the layout)."""
+def make_scene(spec: SceneSpec, out_dir: str | Path, views: int = 72, size: int | None = None,
+               samples: int = 32, seed: int = 0) -> None:
+    """Render `spec` into `out_dir` (see the module docstring for the layout); size: the
+    spec's own unless given."""
+    size = size or spec.size
     out = Path(out_dir).resolve()
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
-    scene, camera, objects = build_scene(size)
+    scene, camera, objects = build_scene(spec, size)
     write_meshes(objects, out / "meshes")
-    positions = camera_positions(views)
-    configure_output(scene)
+    positions, look_at = camera_positions(spec, views), Vector(spec.look_at)
+    configure_output(scene, spec.world.transparent)
 
     configure_cycles(scene, samples, seed)
     # Re-encoding drops the PNG text chunks in which Cycles stamps its render time.
-    c2w = render_views(scene, camera, positions, "rgb", lambda src, name: Image.open(src).save(out / "images" / name))
+    c2w = render_views(scene, camera, positions, look_at, "rgb", lambda src, name: Image.open(src).save(out / "images" / name))
 
     configure_id_pass(scene, objects)
-    valid_ids = {BACKGROUND_ID, *range(TABLE_ID, TABLE_ID + len(objects))}
+    valid_ids = {BACKGROUND_ID, *range(GROUND_ID, GROUND_ID + len(objects))}
     render_views(
-        scene, camera, positions, "mask", lambda src, name: decode_ids(src, valid_ids).save(out / "masks" / name)
+        scene, camera, positions, look_at, "mask", lambda src, name: decode_ids(src, valid_ids).save(out / "masks" / name)
     )
 
-    write_json(out / "transforms.json", transforms_json(size, scene_aabb(objects), c2w))
+    write_json(out / "transforms.json", transforms_json(size, spec.fov_x_deg, scene_aabb(objects), c2w))
     write_json(out / "objects.json", objects_json(objects))
 
 
@@ -513,9 +425,12 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scene", choices=sorted(SCENES), default="default",
+                        help="which scene (engine/data/synthetic_specs.py; default: default)")
     parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
     parser.add_argument("--views", type=int_at_least(1), default=72, help="number of cameras (default 72)")
-    parser.add_argument("--size", type=int_at_least(16), default=200, help="image width = height in px (default 200)")
+    parser.add_argument("--size", type=int_at_least(16), default=None,
+                        help="image width = height in px (default: the scene's, 200 or 400)")
     parser.add_argument("--samples", type=int_at_least(1), default=32, help="Cycles samples per pixel (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="Cycles sampling seed (default 0)")
     parser.add_argument("--meshes-only", action="store_true",
@@ -526,10 +441,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     start = time.perf_counter()
+    spec = SCENES[args.scene]
     if args.meshes_only:
-        write_meshes(build_scene(args.size)[2], args.out.resolve() / "meshes")
+        write_meshes(build_scene(spec, args.size or spec.size)[2], args.out.resolve() / "meshes")
     else:
-        make_default_scene(args.out, args.views, args.size, args.samples, args.seed)
+        make_scene(spec, args.out, args.views, args.size, args.samples, args.seed)
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
 
 
