@@ -47,9 +47,11 @@ class DataConfig:
     test_every: NonNegativeInt = 8
     """Hold out every n-th image (index % n == 0) for testing; 0 holds out none. Ignored
     when the scene has its own test split (transforms_test.json)."""
-    background: Literal["white", "black"] = "white"
-    """Colour that transparent pixels of RGBA images are composited onto, and that the
-    field renders where rays see nothing (bounded scenes)."""
+    background: Literal["white", "black", "environment"] = "white"
+    """white | black: the colour that transparent pixels of RGBA images are composited
+    onto, and that the field renders where rays see nothing (bounded scenes).
+    environment: the photos show a room or a sky behind the scene box; the field learns
+    its colour by direction (engine/field/environment.py; images must be opaque)."""
     bbox: list[list[Annotated[float, Field(strict=True)]]] | None = None
     """Bounded scenes: override the scene box [[xmin,ymin,zmin],[xmax,ymax,zmax]] (world)."""
 
@@ -87,6 +89,10 @@ class FieldConfig:
     """A voxel is occupied when its one-step opacity exceeds this; empty voxels are skipped."""
     box_padding: NonNegativeInt = 3
     """Voxels of padding kept around the occupied region when the box is tightened."""
+    environment_width: Annotated[int, Field(ge=8, strict=True)] = 256
+    """data.background = "environment": final width of the learnt equirectangular texture
+    (height half of it; 256 is 1.4 degrees a texel). It starts 2**len(upscale_steps)
+    times narrower and doubles at each upscale (engine/field/environment.py)."""
     unbounded_samples: PositiveInt = 24
     """360 scenes: samples in the contracted outer shell of every ray."""
 
@@ -106,6 +112,10 @@ class TrainConfig:
     lr_density: PositiveFloat = 0.1
     lr_color_grid: PositiveFloat = 0.02
     lr_mlp: PositiveFloat = 1e-3
+    lr_environment: PositiveFloat = 0.1
+    """data.background = "environment": the learnt environment's rate (density's: each
+    texel is seen by few rays of a batch; at 1e-3 the room scene's environment was still
+    dark after 200 steps and density grew a fog to explain the room instead)."""
     lr_decay: Annotated[float, Field(gt=0, le=1, strict=True)] = 0.1
     """Learning rates decay exponentially to this fraction of their start by the last step."""
     weight_entropy: NonNegativeFloat = 0.01

@@ -40,8 +40,16 @@ def look_at_gl(eye: np.ndarray, target=np.zeros(3), up=np.array([0.0, 0.0, 1.0])
     return c2w
 
 
-def trace(c2w_gl: np.ndarray, focal: float, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """RGBA float [H, W, 4] and instance ids [H, W] (0 = none) of the spheres."""
+def sky_colour(dirs: np.ndarray) -> np.ndarray:
+    """A smooth sky by direction [..., 3] -> RGB [..., 3]: bluer up, warmer to +x."""
+    return np.clip(np.stack([0.55 + 0.3 * dirs[..., 0], 0.5 + 0.2 * dirs[..., 1],
+                             0.6 + 0.35 * dirs[..., 2]], -1), 0, 1)
+
+
+def trace(c2w_gl: np.ndarray, focal: float, size: int, sky: bool = False
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """RGBA float [H, W, 4] and instance ids [H, W] (0 = none) of the spheres; sky:
+    opaque, with `sky_colour` where no sphere is hit."""
     j, i = np.mgrid[0:size, 0:size] + 0.5
     dirs = np.stack([(i - size / 2) / focal, -(j - size / 2) / focal, -np.ones_like(i)], -1)
     dirs = dirs @ c2w_gl[:3, :3].T
@@ -64,15 +72,21 @@ def trace(c2w_gl: np.ndarray, focal: float, size: int) -> tuple[np.ndarray, np.n
         rgba[hit, 3] = 1
         ids[hit] = index
         best[hit] = t[hit]
+    if sky:
+        missed = ids == 0
+        rgba[missed, :3] = sky_colour(dirs)[missed]
+        rgba[..., 3] = 1
     return rgba, ids
 
 
 def make_sphere_scene(root: Path, views: int = 24, size: int = 48, radius: float = 3.0,
-                      fov_deg: float = 40.0, forward_facing: bool = False) -> Path:
+                      fov_deg: float = 40.0, forward_facing: bool = False,
+                      sky: bool = False) -> Path:
     """Write transforms.json + images/ + masks/ of the sphere scene; returns `root`.
 
     Cameras circle the spheres on a hemisphere, or (forward_facing) all stand on one
-    side within a narrow cone, as an LLFF capture does.
+    side within a narrow cone, as an LLFF capture does. sky: opaque images, a sky behind
+    the spheres (`sky_colour`) instead of transparency.
     """
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
@@ -90,7 +104,7 @@ def make_sphere_scene(root: Path, views: int = 24, size: int = 48, radius: float
         eye = radius * np.array([math.cos(elevation) * math.cos(azimuth),
                                  math.cos(elevation) * math.sin(azimuth), math.sin(elevation)])
         c2w = look_at_gl(eye)
-        rgba, ids = trace(c2w, focal, size)
+        rgba, ids = trace(c2w, focal, size, sky)
         name = f"r_{k:03d}.png"
         Image.fromarray(np.round(rgba * 255).astype(np.uint8), "RGBA").save(root / "images" / name)
         Image.fromarray(ids, "L").save(root / "masks" / name)

@@ -11,7 +11,8 @@ from engine.errors import IsrfError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
-BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0)}
+BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "environment": None}
+"""data.background -> the colour behind the scene (None: learnt, `Environment`)."""
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -25,7 +26,8 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def read_rgb(path: Path, background: str) -> np.ndarray:
-    """One image as uint8 [H, W, 3]; RGBA is composited onto `background`."""
+    """One image as uint8 [H, W, 3]; RGBA is composited onto `background` (a name of
+    BACKGROUNDS; "environment" takes opaque images only: the room behind is learnt)."""
     try:
         with Image.open(path) as image:
             image.load()
@@ -37,6 +39,12 @@ def read_rgb(path: Path, background: str) -> np.ndarray:
         image = Image.fromarray((np.asarray(image, dtype=np.float32) / 257).astype(np.uint8))
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
+        if BACKGROUNDS[background] is None:
+            if (rgba[..., 3] < 1).any():
+                raise IsrfError(f"{path}: has transparent pixels, but data.background = "
+                                f"{background!r} learns what is behind the scene from opaque "
+                                "photos; use white or black for images with alpha")
+            return np.round(rgba[..., :3] * 255).astype(np.uint8)
         bg = np.asarray(BACKGROUNDS[background], dtype=np.float32)
         rgb = rgba[..., :3] * rgba[..., 3:] + bg * (1 - rgba[..., 3:])
         return np.round(rgb * 255).astype(np.uint8)

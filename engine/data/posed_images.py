@@ -25,8 +25,8 @@ class PosedImages:
     """bounded: the field lives in `bbox` (world units). ndc: forward-facing, rays are
     mapped to normalised device coordinates of the reference camera. contracted:
     unbounded, world points outside the unit cube are contracted into a shell."""
-    background: tuple[float, float, float]
-    """Colour behind everything (RGB in [0, 1])."""
+    background: tuple[float, float, float] | None
+    """Colour behind everything (RGB in [0, 1]); None: learnt by direction (`Environment`)."""
     near: float = 0.0
     """Rays start no closer than this (world units; ndc: the NDC near plane)."""
     bbox: torch.Tensor | None = None

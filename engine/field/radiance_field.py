@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import FieldConfig
+from engine.field.environment import Environment
 from engine.field.grids import DenseGrid, VMGrid
 
 
@@ -39,7 +40,11 @@ def positional_encoding(x: torch.Tensor, freqs: int) -> torch.Tensor:
 
 class RadianceField(nn.Module):
     def __init__(self, config: FieldConfig, box_min: torch.Tensor, box_max: torch.Tensor,
-                 num_voxels: int, final_voxel_size: float | None = None):
+                 num_voxels: int, final_voxel_size: float | None = None,
+                 environment_width: int | None = None):
+        """environment_width: learn the colour of what rays see beyond the box, starting
+        at this many texels around (`Environment`; scenes whose data.background is
+        "environment"); None: a constant background."""
         super().__init__()
         self.config = config
         resolution = grid_resolution(box_min, box_max, num_voxels)
@@ -55,6 +60,7 @@ class RadianceField(nn.Module):
             nn.Linear(config.color_features + view_dims, config.mlp_width), nn.ReLU(inplace=True),
             nn.Linear(config.mlp_width, config.mlp_width), nn.ReLU(inplace=True),
             nn.Linear(config.mlp_width, 3))
+        self.environment = Environment(environment_width) if environment_width else None
         self.register_buffer("occupancy", torch.ones(resolution, dtype=torch.bool))
         # softplus(shift) * 1 voxel = -log(1 - alpha_init)
         self.act_shift = math.log(math.expm1(-math.log1p(-config.alpha_init)))
@@ -185,14 +191,16 @@ class RadianceField(nn.Module):
         self.occupancy = torch.ones(resolution, dtype=torch.bool, device=self.box_min.device)
         self.update_occupancy()
 
-    def parameter_groups(self, lr_density: float, lr_color_grid: float, lr_mlp: float) -> list[dict]:
+    def parameter_groups(self, lr_density: float, lr_color_grid: float, lr_mlp: float,
+                         lr_environment: float = 0.0) -> list[dict]:
         return [
             {"params": self.density.parameters(), "lr": lr_density, "name": "density"},
             {"params": list(self.color.planes) + list(self.color.lines), "lr": lr_color_grid,
              "name": "color_grid"},
             {"params": list(self.color.basis.parameters()) + list(self.mlp.parameters()),
              "lr": lr_mlp, "name": "mlp"},
-        ]
+        ] + ([{"params": self.environment.parameters(), "lr": lr_environment,
+               "name": "environment"}] if self.environment is not None else [])
 
     # ----- persistence ----------------------------------------------------------
     @classmethod
@@ -200,7 +208,9 @@ class RadianceField(nn.Module):
         """Rebuild a field (at the saved box and resolution) from `state_dict()`."""
         resolution = list(state["density.grid"].shape[2:])
         field = cls(config, state["box_min"], state["box_max"], num_voxels=8**3,
-                    final_voxel_size=float(state["final_voxel_size"]))
+                    final_voxel_size=float(state["final_voxel_size"]),
+                    environment_width=(state["environment.texture"].shape[-1]
+                                       if "environment.texture" in state else None))
         field.density = DenseGrid(1, resolution)
         field.color = VMGrid(config.color_features, config.color_rank, resolution)
         field.occupancy = torch.ones(resolution, dtype=torch.bool)

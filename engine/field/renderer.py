@@ -35,13 +35,14 @@ RENDER_CHUNK = 4096  # rays per chunk of an image render: 30% faster than 16384 
 class RaySpace:
     """What the renderer needs to know about a scene's space (not its images)."""
     kind: str                                   # bounded | ndc | contracted
-    background: tuple[float, float, float]
+    background: tuple[float, float, float] | None   # None: the field's `Environment`
     near: float = 0.0
     ndc_intrinsics: tuple[float, float, float, float] | None = None
 
     @classmethod
     def of(cls, scene: PosedImages) -> "RaySpace":
-        return cls(scene.space, tuple(scene.background), scene.near, scene.ndc_intrinsics)
+        background = None if scene.background is None else tuple(scene.background)
+        return cls(scene.space, background, scene.near, scene.ndc_intrinsics)
 
 
 @dataclass
@@ -230,8 +231,19 @@ def ray_weights(field: RadianceField, samples: Samples) -> tuple[torch.Tensor, t
     return weights, torch.exp(-through[:, -1])
 
 
+def background_colour(field: RadianceField, space: RaySpace, viewdirs: torch.Tensor
+                      ) -> torch.Tensor:
+    """What rays [R] see behind the scene: the space's colour [3], or the field's learnt
+    environment in each ray's direction [R, 3] (viewdirs: unit world directions)."""
+    if space.background is None:
+        if field.environment is None:
+            raise ValueError("the scene's background is learnt but the field has no environment")
+        return field.environment(viewdirs)
+    return torch.tensor(space.background, device=viewdirs.device)
+
+
 def composite(field: RadianceField, samples: Samples, viewdirs: torch.Tensor,
-              background: torch.Tensor,
+              background: torch.Tensor,   # [3] or per ray [R, 3]
               weighted: tuple[torch.Tensor, torch.Tensor] | None = None,
               surface: bool = False) -> dict[str, torch.Tensor]:
     """Alpha-composite samples into per-ray colour [R, 3], depth [R], opacity [R].
@@ -289,7 +301,7 @@ def render_rays(field: RadianceField, space: RaySpace, origins: torch.Tensor,
     traced = trace(field, space, origins, dirs, jitter, keep, early_stop or preview,
                    PREVIEW_STEP if preview else 1.0)
     viewdirs = F.normalize(dirs, dim=-1)
-    background = torch.tensor(space.background, device=origins.device)
+    background = background_colour(field, space, viewdirs)
     return {**composite(field, traced.samples, viewdirs, background,
                         (traced.weights, traced.transmittance), surface=preview),
             "samples": traced.samples, "weights": traced.weights}
@@ -359,7 +371,7 @@ def probe_rays(field: RadianceField, features: FeatureField | None, space: RaySp
     rendered = rendered + transmittance[:, None] * features.background
     if not colour:
         return {**seen, "features": rendered}
-    background = torch.tensor(space.background, device=origins.device)
+    background = background_colour(field, space, viewdirs)
     return {**seen, "features": rendered, "rgb": rgb + transmittance[:, None] * background}
 
 
@@ -380,8 +392,8 @@ def render_segment_rays(field: RadianceField, space: RaySpace, origins: torch.Te
     inside = field.occupied(scene.samples.points, keep)
     visible = torch.zeros(len(origins), device=origins.device).index_add(
         0, scene.samples.ray_index[inside], scene.weights[inside])
-    background = torch.tensor(space.background, device=origins.device)
     viewdirs = F.normalize(dirs, dim=-1)
+    background = background_colour(field, space, viewdirs)
     result = {"visible": visible}
     if alone:  # marched again: behind what hides the segment, the scene's march stopped
         own = trace(field, space, origins, dirs, keep=keep, early_stop=True, step_scale=step)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from engine.config import Config, config_to_dict
+from engine.config import Config, FieldConfig, config_to_dict
 from engine.data.posed_images import PosedImages
 from engine.metrics import psnr
 from engine.field.radiance_field import RadianceField
@@ -45,7 +45,16 @@ def initial_box(scene: PosedImages) -> tuple[torch.Tensor, torch.Tensor]:
 
 def field_for(scene: PosedImages, config: Config) -> RadianceField:
     box_min, box_max = initial_box(scene)
-    return RadianceField(config.field, box_min, box_max, config.field.num_voxels_start)
+    f = config.field
+    return RadianceField(f, box_min, box_max, f.num_voxels_start,
+                         environment_width=(environment_width_at_stage(f, 0)
+                                            if scene.background is None else None))
+
+
+def environment_width_at_stage(f: FieldConfig, stage: int) -> int:
+    """The learnt environment doubles in width at each grid upscale, reaching
+    `environment_width` at the last (engine/field/environment.py)."""
+    return max(8, f.environment_width >> (len(f.upscale_steps) - stage))
 
 
 @dataclass
@@ -83,7 +92,8 @@ class Trainer(StepLoop):
     # ----- schedule -------------------------------------------------------------
     def _make_optimizer(self) -> torch.optim.Optimizer:
         t = self.config.train
-        return decaying_adam(self.field.parameter_groups(t.lr_density, t.lr_color_grid, t.lr_mlp))
+        return decaying_adam(self.field.parameter_groups(t.lr_density, t.lr_color_grid, t.lr_mlp,
+                                                         t.lr_environment))
 
     def _num_voxels_at_stage(self, stage: int) -> int:
         f = self.config.field
@@ -94,8 +104,13 @@ class Trainer(StepLoop):
         f = self.config.field
         if self.step in f.upscale_steps:
             stage = sorted(f.upscale_steps).index(self.step) + 1
-            self.field.rescale(self._num_voxels_at_stage(stage),
-                               tighten=self.scene.space != "contracted")
+            # Not tightened: a contracted space (the box is the whole world), nor with a
+            # learnt environment (early on it explains what density has not grown yet: the
+            # room scene's floor was cut off the box at the first upscale).
+            tighten = self.scene.space != "contracted" and self.field.environment is None
+            self.field.rescale(self._num_voxels_at_stage(stage), tighten=tighten)
+            if self.field.environment is not None:
+                self.field.environment.upscale(environment_width_at_stage(f, stage))
             self.optimizer = self._make_optimizer()
         first = min(f.upscale_steps) if f.upscale_steps else 200
         if self.step >= first and self.step % self.config.train.occupancy_every == 0:

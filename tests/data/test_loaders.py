@@ -14,6 +14,7 @@ from PIL import Image
 from engine.config import DataConfig
 from engine.data import load_scene
 from engine.data.cameras import distort
+from engine.errors import IsrfError
 from real_scenes import FERN, needs_fern
 from synthetic import SPHERES, make_sphere_scene, write_llff
 
@@ -61,6 +62,18 @@ def test_transforms_loads_images_split_and_box(spheres):
     # transparent pixels are composited onto white
     background = _mask(spheres, 1) == 0
     assert (scene.images[1][torch.from_numpy(background)] == 255).all()
+
+
+def test_a_learnt_environment_takes_opaque_photos_only(spheres, tmp_path):
+    """data.background = "environment" learns what is behind the scene from the photos:
+    transparent ones are refused, naming the file; opaque ones load unchanged."""
+    with pytest.raises(IsrfError, match=r"r_000\.png: has transparent pixels"):
+        load_scene(DataConfig(path=str(spheres), background="environment"))
+    sky = make_sphere_scene(tmp_path / "sky", views=10, size=40, sky=True)
+    scene = load_scene(DataConfig(path=str(sky), background="environment"))
+    assert scene.background is None
+    photo = np.asarray(Image.open(sky / "images" / "r_001.png").convert("RGB"))
+    assert np.array_equal(scene.images[1].numpy(), photo)
 
 
 def test_transforms_rays_match_projected_points(spheres):

@@ -25,6 +25,8 @@ TINY = [
     "train.batch_rays=1024", "train.eval_every=0", "train.checkpoint_every=0",
     "distill.steps=0",  # the feature stage has its own tests (test_distill.py)
 ]
+# The room scene's settings for a learnt environment (configs/room.toml).
+ENVIRONMENT = ["field.alpha_init=1e-2", "train.weight_entropy=0"]
 PSNR_THRESHOLD = 20.0  # dB on held-out views after 500 steps (measured: 22.3 dB)
 
 
@@ -65,6 +67,21 @@ def test_ndc_and_contracted_spaces_learn(spheres, tmp_path, fmt):
     report = scene.train(progress=False)
     assert report.final_psnr > before + 3  # measured: +4.0 dB (llff), +3.8 dB (360)
     assert report.final_psnr > 21
+
+
+@pytest.mark.slow
+def test_a_sky_behind_the_scene_is_learnt_as_the_environment(tmp_path):
+    """Opaque photos with a sky behind the spheres: the learnt environment explains the
+    sky; a constant background has to paint it on the box with density."""
+    sky = make_sphere_scene(tmp_path / "sky", views=40, size=48, sky=True)
+    psnr = {}
+    for background in ("white", "environment"):
+        config = _config(sky, tmp_path / background, "train.steps=300",
+                         f'data.background="{background}"', *ENVIRONMENT)
+        psnr[background] = Scene(config, "cpu").train(progress=False).final_psnr
+    print(psnr)
+    assert psnr["environment"] > psnr["white"] + 3
+    assert psnr["environment"] > PSNR_THRESHOLD
 
 
 def test_checkpoint_round_trip_renders_identically(spheres, tmp_path):
