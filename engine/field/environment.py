@@ -15,8 +15,8 @@ elevation from +90 (top) to -90 degrees. Stored as logits; the colour is their s
 Coarse to fine, like the grids: it starts `2**upscales` times narrower than its final
 width and doubles at each of the field's upscales. A fine texture starting out would
 learn slowly (each texel is seen by few rays of a batch; measured on the room scene:
-256 texels wide, still dark after 200 steps), and the field's density would grow a fog
-to explain the room before the environment could.
+256 texels wide, still dark after 200 steps), and the field's density would paint the
+room onto the box's faces before the environment could learn it.
 """
 
 from __future__ import annotations
