@@ -192,7 +192,7 @@ class RadianceField(nn.Module):
         self.update_occupancy()
 
     def parameter_groups(self, lr_density: float, lr_color_grid: float, lr_mlp: float,
-                         lr_environment: float = 0.0) -> list[dict]:
+                         lr_environment: float) -> list[dict]:
         return [
             {"params": self.density.parameters(), "lr": lr_density, "name": "density"},
             {"params": list(self.color.planes) + list(self.color.lines), "lr": lr_color_grid,

@@ -38,7 +38,8 @@ def test_the_seam_behind_azimuth_pi_is_continuous():
         env.texture.fill_(0.0)
         env.texture[..., 0] = 4.0                            # first column bright,
         env.texture[..., -1] = -4.0                          # last column dark
-    just_below, just_above = env(_direction(math.pi - 1e-4, 0.2)), env(_direction(-math.pi + 1e-4, 0.2))
+    just_below = env(_direction(math.pi - 1e-4, 0.2))
+    just_above = env(_direction(-math.pi + 1e-4, 0.2))
     # both sides of the seam are the mean of the two edge columns, as one texel gap would be
     assert torch.allclose(just_below, just_above, atol=0.01)  # 8 logits a texel apart
     assert torch.allclose(just_below, torch.full((1, 3), 0.5), atol=0.02)

