@@ -43,7 +43,9 @@ class DataConfig:
     scene, trained in a contracted space. `transforms`: NeRF / instant-ngp json, bounded.
     `auto`: transforms if a transforms json exists, else llff."""
     downscale: PositiveInt = 1
-    """LLFF / 360: read `images_<downscale>/` (1 reads `images/`)."""
+    """Train on photos 1 / downscale the size. LLFF / 360: read `images_<downscale>/`, made
+    from `images/` if missing; transforms.json: copies in `<image folder>_<downscale>/`,
+    made once and reused (engine/data/downscale.py). Intrinsics are scaled to match."""
     test_every: NonNegativeInt = 8
     """Hold out every n-th image (index % n == 0) for testing; 0 holds out none. Ignored
     when the scene has its own test split (transforms_test.json)."""

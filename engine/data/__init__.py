@@ -31,7 +31,7 @@ def load_scene(config: DataConfig) -> PosedImages:
         raise IsrfError(f"{path}: scene not found")
     kind = detect_format(path) if config.format == "auto" else config.format
     if kind == "transforms":
-        scene = load_transforms(path, config.test_every, config.background)
+        scene = load_transforms(path, config.test_every, config.background, config.downscale)
     else:
         scene = load_llff(path, config.downscale, config.test_every,
                           unbounded=kind == "360", background=config.background)

@@ -5,11 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.errors import IsrfError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+EXIF_ORIENTATION = 0x0112
+QUARTER_TURNS = (5, 6, 7, 8)
+"""EXIF orientations that turn the image by 90 degrees (width and height swap)."""
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "environment": None}
 """data.background -> the colour behind the scene (None: learnt, `Environment`)."""
@@ -25,19 +29,44 @@ def list_images(folder: Path) -> list[Path]:
     return files
 
 
-def read_rgb(path: Path, background: str) -> np.ndarray:
-    """One image as uint8 [H, W, 3]; RGBA is composited onto `background` (a name of
-    BACKGROUNDS; "environment" takes opaque images only: the room behind is learnt)."""
+def open_upright(path: Path) -> Image.Image:
+    """One image, decoded, turned upright by its EXIF orientation (phone photos store
+    the sensor's pixels and a rotation tag), 16-bit greyscale brought to 8 bits."""
     try:
         with Image.open(path) as image:
             image.load()
+            image = ImageOps.exif_transpose(image)
     except FileNotFoundError:
         raise IsrfError(f"{path}: image file not found") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise IsrfError(f"{path}: not a readable image ({error})") from None
     if image.mode in ("I;16", "I;16B", "I"):
         image = Image.fromarray((np.asarray(image, dtype=np.float32) / 257).astype(np.uint8))
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    return image
+
+
+def upright_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image as `open_upright` gives it, from its header only."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+    except FileNotFoundError:
+        raise IsrfError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
+        raise IsrfError(f"{path}: not a readable image ({error})") from None
+    return (height, width) if orientation in QUARTER_TURNS else (width, height)
+
+
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def read_rgb(path: Path, background: str) -> np.ndarray:
+    """One image as uint8 [H, W, 3], upright; RGBA is composited onto `background` (a
+    name of BACKGROUNDS; "environment" takes opaque images only: the room behind is learnt)."""
+    image = open_upright(path)
+    if has_alpha(image):
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32) / 255
         if BACKGROUNDS[background] is None:
             if (rgba[..., 3] < 1).any():

@@ -3,7 +3,7 @@
 poses_bounds.npy holds one row of 17 numbers per image: a 3x5 matrix (rotation columns
 in LLFF's [down, right, back] order, translation, and [height, width, focal] of the
 full-resolution image), then the near and far scene depths. Images are the sorted files
-of `images/` or `images_<N>/` (downscaled by N).
+of `images/` or `images_<N>/` (downscaled by N; made from `images/` when missing).
 
 Normalisation, as in the NeRF/LLFF reference code:
 - forward-facing: scale so the nearest depth is 1/0.75, re-centre on the average pose;
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from engine.data.cameras import OPENGL_TO_OPENCV, Cameras
+from engine.data.downscale import downscaled_files
 from engine.data.images import BACKGROUNDS, list_images, read_images
 from engine.data.posed_images import PosedImages, holdout_split
 from engine.errors import IsrfError
@@ -84,7 +85,10 @@ def load_llff(root: Path, downscale: int, test_every: int, unbounded: bool,
         raise IsrfError(f"{root}: scene folder not found")
     c2w, hwf, bounds = _read_poses_bounds(root / "poses_bounds.npy")
     folder = root / ("images" if downscale == 1 else f"images_{downscale}")
-    files = list_images(folder)
+    if folder.is_dir() or not (root / "images").is_dir():
+        files = list_images(folder)
+    else:  # no images_N yet: made from images/ (engine/data/downscale.py)
+        files = downscaled_files(list_images(root / "images"), downscale)
     if len(files) != len(c2w):
         raise IsrfError(f"{folder}: {len(files)} images but poses_bounds.npy has "
                         f"{len(c2w)} poses; the counts must match")

@@ -5,7 +5,7 @@ NeRF-synthetic's `transforms_train.json` + `transforms_test.json` (the given spl
 `transforms_val.json` is ignored), or a path to one .json file.
 
 Per file (global) or per frame: `camera_angle_x` [`camera_angle_y`] or `fl_x` [`fl_y`],
-`cx`, `cy`, `w`, `h`, distortion `k1 k2 p1 p2`. Poses are `transform_matrix`
+`cx`, `cy`, `w`, `h` (of the full-size photo), distortion `k1 k2 p1 p2`. Poses are `transform_matrix`
 camera-to-world in the OpenGL/Blender camera convention. Frames whose image file is
 missing are skipped, with one warning that counts them.
 
@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from engine.data.cameras import OPENGL_TO_OPENCV, Cameras
-from engine.data.images import BACKGROUNDS, IMAGE_SUFFIXES, read_images
+from engine.data.downscale import downscaled_files
+from engine.data.images import BACKGROUNDS, IMAGE_SUFFIXES, read_images, upright_size
 from engine.data.posed_images import PosedImages, holdout_split
 from engine.errors import IsrfError
 
@@ -85,7 +86,7 @@ def _frame_camera(frame: dict, meta: dict, size: tuple[int, int], path: Path, in
     values = {k: _number(v, path, f"frame {index}: {k}") for k, v in values.items()}
     width, height = size
     if values.get("w", width) != width or values.get("h", height) != height:
-        raise IsrfError(f"{path}: frame {index}: w/h say {values.get('w')}x{values.get('h')} "
+        raise IsrfError(f"{path}: frame {index}: w/h say {values.get('w', width):g}x{values.get('h', height):g} "
                         f"but the image is {width}x{height}")
     if "fl_x" in values:
         fx = values["fl_x"]
@@ -104,6 +105,15 @@ def _frame_camera(frame: dict, meta: dict, size: tuple[int, int], path: Path, in
     intrinsics = [fx, fy, values.get("cx", width / 2), values.get("cy", height / 2)]
     distortion = [values.get(k, 0.0) for k in ("k1", "k2", "p1", "p2")]
     return intrinsics, distortion
+
+
+def _scaled(camera, full_size: tuple[int, int], size: tuple[int, int]):
+    """A frame's (intrinsics, distortion) for its photo resized from full_size to size.
+    Pixel coordinates scale with the image (pixel centres at +0.5 keep their relative
+    place); distortion acts on normalised coordinates and does not change."""
+    (fx, fy, cx, cy), distortion = camera
+    sx, sy = size[0] / full_size[0], size[1] / full_size[1]
+    return [fx * sx, fy * sy, cx * sx, cy * sy], distortion
 
 
 def _frame_pose(frame: dict, path: Path, index: int) -> np.ndarray:
@@ -150,7 +160,10 @@ def _box_from_cameras(c2w_gl: np.ndarray) -> np.ndarray:
     return np.stack([focus - half, focus + half])
 
 
-def load_transforms(path: Path, test_every: int, background: str = "white") -> PosedImages:
+def load_transforms(path: Path, test_every: int, background: str = "white",
+                    downscale: int = 1) -> PosedImages:
+    """downscale: read 1 / downscale copies of the photos (engine/data/downscale.py);
+    intrinsics given for the full-size photos are scaled to the copies read."""
     path = Path(path)
     files, poses, split = [], [], []
     camera_sources = []  # (frame, file metadata, json path, frame index) per kept frame
@@ -175,9 +188,12 @@ def load_transforms(path: Path, test_every: int, background: str = "white") -> P
     if missing:
         warnings.warn(f"{path}: skipped {missing} frame(s) whose image file is missing", stacklevel=2)
 
+    full_sizes = [upright_size(f) for f in files]
+    files = downscaled_files(files, downscale)
     images = read_images(files, background)
     height, width = images.shape[1:3]
-    cams = [_frame_camera(f, m, (width, height), p, i) for f, m, p, i in camera_sources]
+    cams = [_scaled(_frame_camera(f, m, size, p, i), size, (width, height))
+            for (f, m, p, i), size in zip(camera_sources, full_sizes)]
     c2w_gl = np.stack(poses)
 
     if "all" in split:
