@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shlex
 import subprocess
 import time
 import sys
@@ -107,6 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="allow a non-loopback --host (prints a warning)")
     serve.add_argument("--parent-pid", type=int, help="stop when this process exits")
     _add_device(serve)
+
+    pose = commands.add_parser("pose", help="camera poses for a folder of photos or a video "
+                                            "(structure from motion, pycolmap): writes a scene")
+    pose.add_argument("photos", type=Path, nargs="?", help="folder of photos (or use --video)")
+    pose.add_argument("--video", type=Path, help="a video to take frames from instead")
+    pose.add_argument("--fps", type=float, default=2.0,
+                      help="--video: frames taken a second (default 2)")
+    pose.add_argument("--out", type=Path, help="scene folder to write (default: "
+                                               "scenes/<name of the photos or video>)")
+    pose.add_argument("--max-size", type=int, default=1600,
+                      help="longest side the features are found at (default 1600)")
+    pose.add_argument("--camera-model", default="OPENCV",
+                      help="COLMAP camera model: OPENCV (default: focal x/y, centre, k1 k2 "
+                           "p1 p2), PINHOLE, SIMPLE_PINHOLE, SIMPLE_RADIAL or RADIAL")
 
     demo = commands.add_parser("demo", help="the main job: make the default scene if missing, "
                                             "train, distil features, render the test views, "
@@ -314,6 +329,24 @@ def _demo_segmentation(scene, spec, scene_dir: Path, name: str, out_dir: Path) -
           f"{out_dir / name}")
 
 
+def cmd_pose(args) -> None:
+    from engine.data.pose import pose_photos, pose_video
+
+    if (args.photos is None) == (args.video is None):
+        raise IsrfError("give a folder of photos or --video FILE (one of them)")
+    source = args.video if args.video is not None else args.photos
+    out = args.out or Path("scenes") / source.stem
+    if args.max_size < 100:
+        raise IsrfError(f"--max-size must be at least 100 pixels, got {args.max_size}")
+    if args.video is not None:
+        report = pose_video(args.video, args.fps, out, args.max_size, args.camera_model)
+    else:
+        report = pose_photos(args.photos, out, args.max_size, camera_model=args.camera_model)
+    print(report.summary())
+    print(f"scene: {out}\ntrain it: isrf train --set data.path={shlex.quote(str(out))} "
+          "--set data.background=environment")
+
+
 def cmd_serve(args) -> None:
     from engine.serve.main import serve
 
@@ -324,7 +357,7 @@ def cmd_serve(args) -> None:
 
 
 COMMANDS = {"serve": cmd_serve, "train": cmd_train, "features": cmd_features, "render": cmd_render,
-            "segment": cmd_segment, "eval": cmd_eval, "demo": cmd_demo}
+            "segment": cmd_segment, "eval": cmd_eval, "demo": cmd_demo, "pose": cmd_pose}
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:

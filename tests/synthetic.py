@@ -46,15 +46,21 @@ def sky_colour(dirs: np.ndarray) -> np.ndarray:
                              0.6 + 0.35 * dirs[..., 2]], -1), 0, 1)
 
 
-def trace(c2w_gl: np.ndarray, focal: float, size: int, sky: bool = False
-          ) -> tuple[np.ndarray, np.ndarray]:
-    """RGBA float [H, W, 4] and instance ids [H, W] (0 = none) of the spheres; sky:
-    opaque, with `sky_colour` where no sphere is hit."""
+def pixel_rays(c2w_gl: np.ndarray, focal: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Origin [3] and unit directions [H, W, 3] through the pixel centres of a square image."""
     j, i = np.mgrid[0:size, 0:size] + 0.5
     dirs = np.stack([(i - size / 2) / focal, -(j - size / 2) / focal, -np.ones_like(i)], -1)
     dirs = dirs @ c2w_gl[:3, :3].T
     dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
     origin = c2w_gl[:3, 3]
+    return origin, dirs
+
+
+def trace(c2w_gl: np.ndarray, focal: float, size: int, sky: bool = False
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """RGBA float [H, W, 4] and instance ids [H, W] (0 = none) of the spheres; sky:
+    opaque, with `sky_colour` where no sphere is hit."""
+    origin, dirs = pixel_rays(c2w_gl, focal, size)
     best = np.full((size, size), np.inf)
     ids = np.zeros((size, size), np.uint8)
     rgba = np.zeros((size, size, 4))
@@ -131,3 +137,78 @@ def write_llff(src: Path, dst: Path) -> Path:
         Image.open(src / frame["file_path"]).convert("RGB").save(dst / "images" / f"img_{index:03d}.png")
     np.save(dst / "poses_bounds.npy", np.stack(rows))
     return dst
+
+
+# The textured scene: a floor and boxes with a solid noise texture (rich in the corners
+# and blobs that structure-from-motion finds), ray-traced exactly like the spheres.
+BOXES = (((-0.9, -0.5, 0.0), (-0.2, 0.3, 0.8)), ((0.2, -0.8, 0.0), (0.9, -0.2, 0.5)),
+         ((0.1, 0.4, 0.0), (0.6, 0.9, 1.1)))
+FLOOR_HALF = 2.0
+
+
+def _value_noise(points: np.ndarray, frequency: float, seed: int) -> np.ndarray:
+    """Smooth random values in [0, 1] at points [..., 3], varying `frequency` times a unit."""
+    table = np.random.default_rng(seed).random((32, 32, 32))
+    scaled = points * frequency
+    base = np.floor(scaled).astype(int)
+    frac = scaled - base
+    frac = frac * frac * (3 - 2 * frac)  # smoothstep between lattice values
+    total = np.zeros(points.shape[:-1])
+    for corner in np.ndindex(2, 2, 2):
+        index = (base + np.asarray(corner)) % 32
+        weight = np.prod(np.where(np.asarray(corner), frac, 1 - frac), axis=-1)
+        total += weight * table[index[..., 0], index[..., 1], index[..., 2]]
+    return total
+
+
+def solid_texture(points: np.ndarray) -> np.ndarray:
+    """RGB [..., 3] of surface points [..., 3]: noise at three scales, per channel."""
+    channels = [sum(_value_noise(points, f, seed=3 * c + k) / (k + 1)
+                    for k, f in enumerate((3.0, 9.0, 27.0))) for c in range(3)]
+    return np.clip(np.stack(channels, -1) / 1.83, 0, 1)
+
+
+def trace_textured(c2w_gl: np.ndarray, focal: float, size: int) -> np.ndarray:
+    """Opaque RGB float [H, W, 3] of the textured scene, a plain sky behind."""
+    origin, dirs = pixel_rays(c2w_gl, focal, size)
+    best = np.full((size, size), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = -origin[2] / dirs[..., 2]
+        floor = origin + t[..., None] * dirs
+        hit = (t > 0) & (np.abs(floor[..., 0]) < FLOOR_HALF) & (np.abs(floor[..., 1]) < FLOOR_HALF)
+        best[hit] = t[hit]
+        for low, high in BOXES:  # slab test
+            t1, t2 = (np.asarray(low) - origin) / dirs, (np.asarray(high) - origin) / dirs
+            near, far = np.minimum(t1, t2).max(-1), np.maximum(t1, t2).min(-1)
+            hit = (near <= far) & (near > 0) & (near < best)
+            best[hit] = near[hit]
+    rgb = np.broadcast_to(np.array([0.55, 0.65, 0.8]), dirs.shape).copy()
+    seen = np.isfinite(best)
+    points = origin + np.where(seen, best, 0)[..., None] * dirs
+    rgb[seen] = solid_texture(points[seen])
+    return rgb
+
+
+def make_textured_scene(root: Path, views: int = 20, size: int = 160, radius: float = 3.6,
+                        fov_deg: float = 50.0) -> Path:
+    """Write transforms.json + images/ of the textured scene from cameras on a ring
+    around it (a 360 capture); returns `root`."""
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    focal = 0.5 * size / math.tan(math.radians(fov_deg) / 2)
+    frames = []
+    for k in range(views):
+        azimuth = 2 * math.pi * k / views
+        elevation = math.radians(30 + 12 * math.sin(3 * azimuth))
+        eye = radius * np.array([math.cos(elevation) * math.cos(azimuth),
+                                 math.cos(elevation) * math.sin(azimuth), math.sin(elevation)])
+        c2w = look_at_gl(eye, target=np.array([0.0, 0.0, 0.3]))
+        name = f"v_{k:03d}.png"
+        Image.fromarray(np.round(trace_textured(c2w, focal, size) * 255).astype(np.uint8)).save(
+            root / "images" / name)
+        frames.append({"file_path": f"images/{name}", "transform_matrix": c2w.tolist()})
+    meta = {"camera_angle_x": math.radians(fov_deg), "w": size, "h": size,
+            "aabb": [[-FLOOR_HALF, -FLOOR_HALF, -0.1], [FLOOR_HALF, FLOOR_HALF, 1.3]],
+            "frames": frames}
+    (root / "transforms.json").write_text(json.dumps(meta, indent=1))
+    return root

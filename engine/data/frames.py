@@ -28,17 +28,31 @@ def blender_transform(data: PosedImages) -> np.ndarray:
     """The suggested scene-frame -> Blender-world similarity [4, 4] (module docstring)."""
     if data.space == "bounded":
         return np.linalg.inv(data.to_scene.double().numpy())
-    c2w = data.cameras.c2w.double().numpy()
+    transform = np.eye(4)
+    transform[:3, :3] = upright_rotation(data.cameras.c2w.double().numpy())
+    return transform
+
+
+def upright_rotation(c2w: np.ndarray) -> np.ndarray:
+    """[3, 3] rotation (rows: right, forward, up) that turns OpenCV cameras [N, 4, 4]
+    upright: their mean up direction (-Y) becomes +Z, the level part of their mean
+    viewing direction +Y (any level direction when they look all around, as in a 360)."""
     up = _unit(-c2w[:, :3, 1].mean(0))
     forward = c2w[:, :3, 2].mean(0)
     forward = forward - (forward @ up) * up
     if np.linalg.norm(forward) < 1e-6:          # cameras all look straight up or down
         forward = np.cross(up, [1.0, 0.0, 0.0] if abs(up[0]) < 0.9 else [0.0, 1.0, 0.0])
     forward = _unit(forward)
-    right = np.cross(forward, up)
-    transform = np.eye(4)
-    transform[:3, :3] = np.stack([right, forward, up])   # rows: scene -> Blender axes
-    return transform
+    return np.stack([np.cross(forward, up), forward, up])
+
+
+def focus_point(centres: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """The point [3] nearest to all the cameras' optical axes (least squares): what a
+    capture looks at. centres, axes: [N, 3] camera positions and viewing directions."""
+    axes = axes / np.linalg.norm(axes, axis=1, keepdims=True)
+    projectors = np.eye(3)[None] - axes[:, :, None] * axes[:, None, :]
+    return np.linalg.lstsq(projectors.sum(0), (projectors @ centres[:, :, None]).sum(0),
+                           rcond=None)[0][:, 0]
 
 
 def split_similarity(transform: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

@@ -28,6 +28,7 @@ import torch
 
 from engine.data.cameras import OPENGL_TO_OPENCV, Cameras
 from engine.data.downscale import downscaled_files
+from engine.data.frames import focus_point
 from engine.data.images import BACKGROUNDS, IMAGE_SUFFIXES, read_images, upright_size
 from engine.data.posed_images import PosedImages, holdout_split
 from engine.errors import IsrfError
@@ -151,11 +152,9 @@ def _scene_box(meta: dict, c2w_gl: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _box_from_cameras(c2w_gl: np.ndarray) -> np.ndarray:
-    """A cube around the point nearest to all optical axes (least squares)."""
+    """A cube around the point the cameras look at, as large as their mean distance to it."""
     centres = c2w_gl[:, :3, 3]
-    axes = -c2w_gl[:, :3, 2]  # OpenGL cameras look down -Z
-    projectors = np.eye(3)[None] - axes[:, :, None] * axes[:, None, :]
-    focus = np.linalg.lstsq(projectors.sum(0), (projectors @ centres[:, :, None]).sum(0), rcond=None)[0][:, 0]
+    focus = focus_point(centres, -c2w_gl[:, :3, 2])  # OpenGL cameras look down -Z
     half = np.linalg.norm(centres - focus, axis=1).mean()
     return np.stack([focus - half, focus + half])
 
