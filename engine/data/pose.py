@@ -6,7 +6,7 @@ beside SCENE_DIR and renamed when done):
     SCENE_DIR/transforms.json   one camera (fl_x fl_y cx cy, distortion k1 k2 p1 p2),
                                 OpenGL camera-to-world per registered photo, `aabb`
     SCENE_DIR/images/           the photos, upright (EXIF orientation applied)
-    SCENE_DIR/colmap/           COLMAP's database and sparse model, for inspection
+    SCENE_DIR/colmap/           COLMAP's database and the sparse model kept (model/)
     SCENE_DIR/pose_report.json  what `PoseReport` says
 
 Decisions:
@@ -26,7 +26,10 @@ Decisions:
   and what it stands on, not a room's walls), their 1st to 99th percentiles, padded by
   5% a side.
 - The largest reconstruction is kept; photos outside it are reported with their number
-  of features and their best verified match count, which says why they failed.
+  of features and their best verified match count, which says why they failed. COLMAP's
+  threads make mapping vary from run to run (the room scene once split into a model of
+  48 of its 72 photos and the rest): while photos are left out, mapping runs again with
+  another seed, MAPPING_ATTEMPTS times at most (a few seconds each), keeping the largest.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ BOX_PERCENTILES = (1.0, 99.0)
 BOX_PADDING = 0.05
 MIN_TRACK = 3
 EXHAUSTIVE_LIMIT = 200
+FORWARD_FACING = 0.9
+MAPPING_ATTEMPTS = 3
 OPENCV_TO_OPENGL = np.diag([1.0, -1.0, -1.0, 1.0])
 CAMERA_MODELS = {
     "SIMPLE_PINHOLE": ("f", "cx", "cy"),
@@ -74,12 +79,15 @@ class PoseReport:
     points: int
     reprojection_error_px: float
     seconds: dict[str, float]
+    layout: str = ""
+    """"360" (the cameras look in from around the scene) or "forward-facing"."""
     failed: dict[str, str] = field(default_factory=dict)
     """Photo name -> why it was not registered."""
 
     def summary(self) -> str:
         lines = [f"registered {self.registered} of {self.photos} photos, {self.points} sparse "
-                 f"points, mean reprojection error {self.reprojection_error_px:.2f} px"]
+                 f"points, mean reprojection error {self.reprojection_error_px:.2f} px",
+                 f"camera layout: {self.layout}"]
         lines += [f"  not registered: {name}: {why}" for name, why in self.failed.items()]
         return "\n".join(lines)
 
@@ -171,17 +179,29 @@ def _pose_into(pycolmap, photos: list[Path], folder: Path, max_size: int, camera
             database, device=pycolmap.Device.cpu, cancellation_token=token))
         steps.update()
         steps.set_postfix_str("mapping")
-        found = {}
-        seconds["mapping"] = cancellation.run(pycolmap, lambda token: found.update(
-            pycolmap.incremental_mapping(database, images, colmap / "sparse",
-                                         cancellation_token=token)))
+        seconds["mapping"], model = 0.0, None
+        for attempt in range(MAPPING_ATTEMPTS):
+            found, sparse = {}, colmap / "sparse" / f"attempt_{attempt}"
+            sparse.mkdir()
+            options = pycolmap.IncrementalPipelineOptions()
+            options.random_seed = attempt
+            seconds["mapping"] += cancellation.run(pycolmap, lambda token: found.update(
+                pycolmap.incremental_mapping(database, images, sparse, options=options,
+                                             cancellation_token=token)))
+            best = max(found.values(), key=lambda r: r.num_reg_images(), default=None)
+            if best is not None and (model is None or best.num_reg_images() > model.num_reg_images()):
+                model = best
+            if model is not None and model.num_reg_images() == len(photos):
+                break
         steps.update()
     names = [photo.name for photo in photos]
-    if not found:
+    if model is None:
         raise IsrfError(f"no two photos overlap enough to start a reconstruction "
                         f"({_best_pair(pycolmap, database)}); take photos that share more "
                         "of the scene, each a small step from the last")
-    model = max(found.values(), key=lambda r: r.num_reg_images())
+    (colmap / "model").mkdir()
+    model.write(colmap / "model")  # the one kept; the attempts' folders go
+    shutil.rmtree(colmap / "sparse")
     if model.num_reg_images() < MIN_REGISTERED:
         raise IsrfError(f"only {model.num_reg_images()} of {len(names)} photos could be "
                         "placed; the photos do not overlap enough")
@@ -189,6 +209,8 @@ def _pose_into(pycolmap, photos: list[Path], folder: Path, max_size: int, camera
         photos=len(names), registered=model.num_reg_images(), points=model.num_points3D(),
         reprojection_error_px=float(model.compute_mean_reprojection_error()),
         seconds={k: round(v, 1) for k, v in seconds.items()},
+        layout=camera_layout(np.stack([_camera_to_world(model.image(i))
+                                       for i in model.reg_image_ids()])),
         failed=_why_not_registered(pycolmap, database, model, names))
     _write_transforms(model, folder / "transforms.json", report)
     write_json(folder / "pose_report.json", asdict(report))
@@ -335,7 +357,8 @@ def _write_transforms(model, path: Path, report: PoseReport) -> None:
         "camera_model": camera.model_name, "w": camera.width, "h": camera.height,
         **camera_keys(camera.model_name, [float(v) for v in camera.params]),
         "aabb": box.tolist(), "colmap_to_scene": to_scene.tolist(),
-        "registered": report.registered, "photos": report.photos, "frames": frames})
+        "camera_layout": report.layout, "registered": report.registered,
+        "photos": report.photos, "frames": frames})
 
 
 def _reliable_points(model) -> np.ndarray:
@@ -353,6 +376,14 @@ def camera_keys(model_name: str, params: list[float]) -> dict[str, float]:
     if "f" in values:
         values["fl_x"] = values["fl_y"] = values.pop("f")
     return {key: values.get(key, 0.0) for key in ("fl_x", "fl_y", "cx", "cy", "k1", "k2", "p1", "p2")}
+
+
+def camera_layout(c2w: np.ndarray) -> str:
+    """"forward-facing" when the cameras [N, 4, 4] (OpenCV) all look one way (their unit
+    viewing directions' mean is longer than FORWARD_FACING, within about 25 degrees of
+    it), else "360"."""
+    axes = c2w[:, :3, 2] / np.linalg.norm(c2w[:, :3, 2], axis=1, keepdims=True)
+    return "forward-facing" if np.linalg.norm(axes.mean(0)) > FORWARD_FACING else "360"
 
 
 def _camera_to_world(image) -> np.ndarray:

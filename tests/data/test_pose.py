@@ -17,7 +17,7 @@ from PIL import Image
 from engine.cli import main
 from engine.config import DataConfig
 from engine.data import load_scene
-from engine.data.pose import pose_photos
+from engine.data.pose import camera_layout, pose_photos
 from engine.data.pose_accuracy import camera_errors, similarity_alignment
 from engine.data.video import extract_frames
 from engine.errors import IsrfError
@@ -174,3 +174,15 @@ def test_ctrl_c_cancels_posing_and_leaves_nothing(capture, tmp_path):
     assert process.returncode == 130, stderr.decode(errors="replace")[-500:]
     assert b"posing cancelled" in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_camera_layout_tells_an_orbit_from_a_forward_facing_capture(capture, posed):
+    assert json.loads((posed / "transforms.json").read_text())["camera_layout"] == "360"
+    assert json.loads((posed / "pose_report.json").read_text())["layout"] == "360"
+    # LLFF-like: cameras side by side, all looking down +Z (OpenCV), tilted a little.
+    forward = np.tile(np.eye(4), (9, 1, 1))
+    for k, angle in enumerate(np.radians(np.linspace(-12, 12, 9))):
+        forward[k, :3, :3] = [[np.cos(angle), 0, np.sin(angle)], [0, 1, 0],
+                              [-np.sin(angle), 0, np.cos(angle)]]
+        forward[k, 0, 3] = 0.1 * k
+    assert camera_layout(forward) == "forward-facing"
