@@ -138,6 +138,9 @@ def test_llff_image_count_not_matching_poses_is_named(capsys, llff, tmp_path):
 
 
 def test_llff_missing_downscaled_image_folder_is_named(capsys, llff, tmp_path):
+    """images_8/ is made from images/ (tests/data/test_downscale.py); with neither, the
+    folder that was looked for is named."""
+    shutil.rmtree(llff / "images")
     code, _, err = train(capsys, llff, tmp_path / "run", "--set", "data.downscale=8")
     assert_one_error_line(code, err, str(llff / "images_8"))
 

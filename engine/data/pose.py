@@ -35,6 +35,7 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import shutil
 import tempfile
@@ -49,7 +50,7 @@ from tqdm import tqdm
 
 from engine.atomic import write_json
 from engine.data.frames import focus_point, upright_rotation
-from engine.data.images import list_images, open_upright, upright_size
+from engine.data.images import EXIF_ORIENTATION, list_images, open_upright, upright_size
 from engine.data.video import extract_frames
 from engine.errors import Cancelled, IsrfError
 
@@ -100,11 +101,7 @@ def pose_photos(photos_dir: Path, out: Path, max_size: int = 1600,
     if camera_model not in CAMERA_MODELS:
         raise IsrfError(f"camera model {camera_model!r}: choose one of {', '.join(CAMERA_MODELS)}")
     photos = _checked_photos(photos_dir)
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise IsrfError(f"{out}: already exists and is not empty; choose another --out "
-                        "or remove it")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _free_scene_folder(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     cancellation = _Cancellation()
     try:
@@ -114,16 +111,28 @@ def pose_photos(photos_dir: Path, out: Path, max_size: int = 1600,
         if out.exists():
             out.rmdir()
         staging.rename(out)
+        umask = os.umask(0)
+        os.umask(umask)
+        out.chmod(0o777 & ~umask)  # mkdtemp made it private
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
 
 
+def _free_scene_folder(out: Path) -> Path:
+    """`out`, checked to be new or empty (a scene there is never written into)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise IsrfError(f"{out}: already exists and is not empty; choose another --out "
+                        "or remove it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
 def pose_video(video: Path, fps: float, out: Path, max_size: int = 1600,
                camera_model: str = "OPENCV", progress: bool = True) -> PoseReport:
     """Take `fps` frames a second of `video` and pose them."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = _free_scene_folder(out)
     frames = Path(tempfile.mkdtemp(prefix=f".{out.name}.frames-", dir=out.parent))
     try:
         try:
@@ -160,40 +169,8 @@ def _pose_into(pycolmap, photos: list[Path], folder: Path, max_size: int, camera
         cancellation.check()
         _copy_upright(photo, images / photo.name)
     database = colmap / "database.db"
-    seconds = {}
-    steps = tqdm(total=3, desc="structure from motion", unit="stage", disable=not progress)
-    with steps, _quiet_colmap(pycolmap):
-        reader = pycolmap.ImageReaderOptions()
-        reader.camera_model = camera_model
-        extraction = pycolmap.FeatureExtractionOptions()
-        extraction.max_image_size = max_size
-        steps.set_postfix_str("features")
-        seconds["features"] = cancellation.run(pycolmap, lambda token: pycolmap.extract_features(
-            database, images, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
-            extraction_options=extraction, device=pycolmap.Device.cpu, cancellation_token=token))
-        steps.update()
-        steps.set_postfix_str("matching")
-        exhaustive = len(photos) <= EXHAUSTIVE_LIMIT
-        match = pycolmap.match_exhaustive if exhaustive else pycolmap.match_sequential
-        seconds["matching"] = cancellation.run(pycolmap, lambda token: match(
-            database, device=pycolmap.Device.cpu, cancellation_token=token))
-        steps.update()
-        steps.set_postfix_str("mapping")
-        seconds["mapping"], model = 0.0, None
-        for attempt in range(MAPPING_ATTEMPTS):
-            found, sparse = {}, colmap / "sparse" / f"attempt_{attempt}"
-            sparse.mkdir()
-            options = pycolmap.IncrementalPipelineOptions()
-            options.random_seed = attempt
-            seconds["mapping"] += cancellation.run(pycolmap, lambda token: found.update(
-                pycolmap.incremental_mapping(database, images, sparse, options=options,
-                                             cancellation_token=token)))
-            best = max(found.values(), key=lambda r: r.num_reg_images(), default=None)
-            if best is not None and (model is None or best.num_reg_images() > model.num_reg_images()):
-                model = best
-            if model is not None and model.num_reg_images() == len(photos):
-                break
-        steps.update()
+    model, seconds = _run_colmap(pycolmap, images, database, len(photos), max_size,
+                                 camera_model, cancellation, progress)
     names = [photo.name for photo in photos]
     if model is None:
         raise IsrfError(f"no two photos overlap enough to start a reconstruction "
@@ -217,10 +194,51 @@ def _pose_into(pycolmap, photos: list[Path], folder: Path, max_size: int, camera
     return report
 
 
+def _run_colmap(pycolmap, images: Path, database: Path, count: int, max_size: int,
+                camera_model: str, cancellation: "_Cancellation", progress: bool):
+    """Features, matching and mapping of the `count` photos in `images` -> the largest
+    reconstruction (None: none could start) and the seconds of each stage."""
+    seconds = {}
+    steps = tqdm(total=3, desc="structure from motion", unit="stage", disable=not progress)
+    with steps, _quiet_colmap(pycolmap):
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = camera_model
+        extraction = pycolmap.FeatureExtractionOptions()
+        extraction.max_image_size = max_size
+        steps.set_postfix_str("features")
+        seconds["features"] = cancellation.run(pycolmap, lambda token: pycolmap.extract_features(
+            database, images, camera_mode=pycolmap.CameraMode.SINGLE, reader_options=reader,
+            extraction_options=extraction, device=pycolmap.Device.cpu, cancellation_token=token))
+        steps.update()
+        steps.set_postfix_str("matching")
+        exhaustive = count <= EXHAUSTIVE_LIMIT
+        match = pycolmap.match_exhaustive if exhaustive else pycolmap.match_sequential
+        seconds["matching"] = cancellation.run(pycolmap, lambda token: match(
+            database, device=pycolmap.Device.cpu, cancellation_token=token))
+        steps.update()
+        steps.set_postfix_str("mapping")
+        seconds["mapping"], model = 0.0, None
+        for attempt in range(MAPPING_ATTEMPTS):
+            found, sparse = {}, database.parent / "sparse" / f"attempt_{attempt}"
+            sparse.mkdir()
+            options = pycolmap.IncrementalPipelineOptions()
+            options.random_seed = attempt
+            seconds["mapping"] += cancellation.run(pycolmap, lambda token: found.update(
+                pycolmap.incremental_mapping(database, images, sparse, options=options,
+                                             cancellation_token=token)))
+            best = max(found.values(), key=lambda r: r.num_reg_images(), default=None)
+            if best is not None and (model is None or best.num_reg_images() > model.num_reg_images()):
+                model = best
+            if model is not None and model.num_reg_images() == count:
+                break
+        steps.update()
+    return model, seconds
+
+
 def _copy_upright(photo: Path, target: Path) -> None:
     """The photo as its pixels should be seen: a plain copy unless EXIF turns it."""
     with Image.open(photo) as image:
-        turned = image.getexif().get(0x0112, 1) not in (1, None)
+        turned = image.getexif().get(EXIF_ORIENTATION, 1) != 1
     if not turned:
         shutil.copy2(photo, target)
         return
