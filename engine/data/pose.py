@@ -363,14 +363,13 @@ def _write_transforms(model, path: Path, report: PoseReport) -> None:
     ids = sorted(model.reg_image_ids(), key=lambda i: model.image(i).name)
     c2w = np.stack([_camera_to_world(model.image(i)) for i in ids])      # [N, 4, 4] OpenCV
     points = _reliable_points(model)                                     # [P, 3]
-    to_scene = _scene_frame(c2w, points)
+    to_scene, box = _scene_frame(c2w, points)
     frames = []
     for i, pose in zip(ids, c2w):
         moved = to_scene @ pose
         moved[:3, :3] /= np.linalg.norm(moved[:3, :3], axis=0, keepdims=True)  # no scale
         frames.append({"file_path": f"images/{model.image(i).name}",
                        "transform_matrix": (moved @ OPENCV_TO_OPENGL).tolist()})
-    box = _scene_box(c2w, points, to_scene)
     write_json(path, {
         "camera_model": camera.model_name, "w": camera.width, "h": camera.height,
         **camera_keys(camera.model_name, [float(v) for v in camera.params]),
@@ -419,21 +418,17 @@ def _inside_view_sphere(c2w: np.ndarray, points: np.ndarray) -> np.ndarray:
     return inside if len(inside) >= 20 else points
 
 
-def _scene_frame(c2w: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """The similarity [4, 4] from COLMAP's world to the scene frame (module docstring)."""
+def _scene_frame(c2w: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The similarity [4, 4] from COLMAP's world to the scene frame, and the scene box
+    [2, 3] in that frame (module docstring)."""
     rotation = np.eye(4)
     rotation[:3, :3] = upright_rotation(c2w)
     turned = _inside_view_sphere(c2w, points) @ rotation[:3, :3].T
     low, high = np.percentile(turned, BOX_PERCENTILES, axis=0)
-    scale = 2.0 / max(float((high - low).max()) * (1 + 2 * BOX_PADDING), 1e-9)
+    padded = (high - low) * (1 + 2 * BOX_PADDING)
+    scale = 2.0 / max(float(padded.max()), 1e-9)
     centring = np.eye(4)
     centring[:3, 3] = -(low + high) / 2
-    return np.diag([scale, scale, scale, 1.0]) @ centring @ rotation
-
-
-def _scene_box(c2w: np.ndarray, points: np.ndarray, to_scene: np.ndarray) -> np.ndarray:
-    moved = _inside_view_sphere(c2w, points) @ to_scene[:3, :3].T + to_scene[:3, 3]
-    low, high = np.percentile(moved, BOX_PERCENTILES, axis=0)
-    pad = BOX_PADDING * (high - low)
-    return np.stack([low - pad, high + pad])
-
+    # Scaling and centring keep the axes, so the box is the turned points' one, moved.
+    box = np.stack([-padded / 2, padded / 2]) * scale
+    return np.diag([scale, scale, scale, 1.0]) @ centring @ rotation, box
