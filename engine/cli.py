@@ -20,6 +20,9 @@ from engine.config import apply_overrides, config_from_dict, config_to_dict, loa
 from engine.errors import Cancelled, IsrfError, where
 from engine.resources import default_benchmark, default_config, default_root, default_scene_dir
 
+TRAIN_LONG_SIDE = 1000
+"""Posed photos are trained at about this size (`isrf pose` prints the downscale)."""
+
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None,
@@ -343,8 +346,17 @@ def cmd_pose(args) -> None:
     else:
         report = pose_photos(args.photos, out, args.max_size, camera_model=args.camera_model)
     print(report.summary())
-    print(f"scene: {out}\ntrain it: isrf train --set data.path={shlex.quote(str(out))} "
-          "--set data.background=environment")
+    print(f"scene: {out}\ntrain it: {train_command(out, report.layout, report.long_side)}")
+
+
+def train_command(scene: Path, layout: str, long_side: int) -> str:
+    """The command that trains a posed capture: the shipped config for its camera layout,
+    photos read at about TRAIN_LONG_SIDE pixels (a phone's 4000 px would fill the memory)."""
+    preset = "capture_forward" if layout == "forward-facing" else "capture_360"
+    command = (f"isrf train --config {preset} --set data.path={shlex.quote(str(scene))} "
+               f"--set train.out_dir={shlex.quote(str(Path('runs') / scene.name))}")
+    downscale = max(1, round(long_side / TRAIN_LONG_SIDE))
+    return command + (f" --set data.downscale={downscale}" if downscale > 1 else "")
 
 
 def cmd_serve(args) -> None:

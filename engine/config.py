@@ -41,7 +41,8 @@ class DataConfig:
     format: Literal["auto", "llff", "360", "transforms"] = "auto"
     """`llff`: forward-facing capture, trained in NDC. `360`: LLFF poses of an unbounded
     scene, trained in a contracted space. `transforms`: NeRF / instant-ngp json, bounded.
-    `auto`: transforms if a transforms json exists, else llff."""
+    `auto`: transforms if a transforms json exists, else llff; a forward-facing capture
+    posed by `isrf pose` (its transforms.json says `camera_layout`) is trained in NDC."""
     downscale: PositiveInt = 1
     """Train on photos 1 / downscale the size. LLFF / 360: read `images_<downscale>/`, made
     from `images/` if missing; transforms.json: copies in `<image folder>_<downscale>/`,
@@ -49,11 +50,13 @@ class DataConfig:
     test_every: NonNegativeInt = 8
     """Hold out every n-th image (index % n == 0) for testing; 0 holds out none. Ignored
     when the scene has its own test split (transforms_test.json)."""
-    background: Literal["white", "black", "environment"] = "white"
+    background: Literal["auto", "white", "black", "environment"] = "auto"
     """white | black: the colour that transparent pixels of RGBA images are composited
     onto, and that the field renders where rays see nothing (bounded scenes).
     environment: the photos show a room or a sky behind the scene box; the field learns
-    its colour by direction (engine/field/environment.py; images must be opaque)."""
+    its colour by direction (engine/field/environment.py; images must be opaque).
+    auto: environment for a 360 capture posed by `isrf pose`, white for other
+    transforms.json scenes, black for LLFF and forward-facing captures (NDC)."""
     bbox: list[list[Annotated[float, Field(strict=True)]]] | None = None
     """Bounded scenes: override the scene box [[xmin,ymin,zmin],[xmax,ymax,zmax]] (world)."""
 
@@ -383,12 +386,25 @@ def config_from_dict(raw: dict, source: str = "config", overridden: set[str] = f
         raise IsrfError(_describe(error, source, overridden)) from None
 
 
+def _shipped_config(name: str, given: Path) -> Path:
+    from engine.resources import shipped
+
+    try:
+        found = shipped("configs", name)
+    except ModuleNotFoundError:   # a checkout without the file: no packaged copy either
+        return given
+    return found if found.is_file() else given
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Load a TOML config (None: all defaults) and apply `--set` overrides."""
+    """Load a TOML config (None: all defaults) and apply `--set` overrides. A bare name
+    that is not a file (`capture_360`) names a config the engine ships (configs/)."""
     raw: dict = {}
     source = "defaults"
     if path is not None:
         path = Path(path)
+        if not path.is_file() and path.parent == Path(".") and path.suffix in ("", ".toml"):
+            path = _shipped_config(path.with_suffix(".toml").name, path)
         source = str(path)
         if not path.is_file():
             raise IsrfError(f"{path}: config file not found")

@@ -78,6 +78,22 @@ def _scaling(factor: float) -> np.ndarray:
     return np.diag([factor, factor, factor, 1.0])
 
 
+def forward_facing_frame(c2w: np.ndarray, near_depth: float) -> np.ndarray:
+    """The similarity [4, 4] that puts forward-facing cameras [N, 3|4, 4] (OpenGL) in the
+    frame NDC expects: the average camera at the origin looking down -Z, the nearest scene
+    depth at 1 / BOUNDS_MARGIN."""
+    scale = _scaling(1.0 / (near_depth * BOUNDS_MARGIN))
+    return np.linalg.inv(average_pose((scale @ _homogeneous(c2w[:, :3]))[:, :3])) @ scale
+
+
+def moved_poses(to_scene: np.ndarray, c2w: np.ndarray) -> np.ndarray:
+    """Camera-to-world poses [N, 3|4, 4] moved by the similarity `to_scene` -> [N, 4, 4],
+    with unit rotation axes again (a scaled pose has a scaled rotation block)."""
+    moved = to_scene @ _homogeneous(c2w[:, :3])
+    moved[:, :3, :3] /= np.linalg.norm(moved[:, :3, :3], axis=1, keepdims=True)
+    return moved
+
+
 def load_llff(root: Path, downscale: int, test_every: int, unbounded: bool,
               background: str = "black") -> PosedImages:
     root = Path(root)
@@ -102,11 +118,8 @@ def load_llff(root: Path, downscale: int, test_every: int, unbounded: bool,
         centres = (to_scene @ _homogeneous(c2w))[:, :3, 3]
         to_scene = _scaling(1.0 / np.linalg.norm(centres, axis=1).max()) @ to_scene
     else:
-        scale = _scaling(1.0 / (bounds.min() * BOUNDS_MARGIN))
-        to_scene = np.linalg.inv(average_pose((scale @ _homogeneous(c2w))[:, :3])) @ scale
-    c2w_scene = to_scene @ _homogeneous(c2w)
-    # A scaled pose has a scaled rotation block: renormalise its axes.
-    c2w_scene[:, :3, :3] /= np.linalg.norm(c2w_scene[:, :3, :3], axis=1, keepdims=True)
+        to_scene = forward_facing_frame(c2w, float(bounds.min()))
+    c2w_scene = moved_poses(to_scene, c2w)
 
     count = len(files)
     cameras = Cameras(

@@ -4,7 +4,9 @@ Writes a scene the transforms loader reads, all or nothing (built in a temporary
 beside SCENE_DIR and renamed when done):
 
     SCENE_DIR/transforms.json   one camera (fl_x fl_y cx cy, distortion k1 k2 p1 p2),
-                                OpenGL camera-to-world per registered photo, `aabb`
+                                OpenGL camera-to-world per registered photo, `aabb`,
+                                `depth_range`, `camera_layout` (360 | forward-facing:
+                                how the scene is trained, engine.data.choose_model)
     SCENE_DIR/images/           the photos, upright (EXIF orientation applied)
     SCENE_DIR/colmap/           COLMAP's database and the sparse model kept (model/)
     SCENE_DIR/pose_report.json  what `PoseReport` says
@@ -57,6 +59,7 @@ from engine.errors import Cancelled, IsrfError
 MIN_PHOTOS = 3
 MIN_REGISTERED = 3
 BOX_PERCENTILES = (1.0, 99.0)
+DEPTH_PERCENTILES = (1.0, 99.0)
 BOX_PADDING = 0.05
 MIN_TRACK = 3
 EXHAUSTIVE_LIMIT = 200
@@ -82,6 +85,8 @@ class PoseReport:
     seconds: dict[str, float]
     layout: str = ""
     """"360" (the cameras look in from around the scene) or "forward-facing"."""
+    long_side: int = 0
+    """The photos' longest side, pixels."""
     failed: dict[str, str] = field(default_factory=dict)
     """Photo name -> why it was not registered."""
 
@@ -182,12 +187,14 @@ def _pose_into(pycolmap, photos: list[Path], folder: Path, max_size: int, camera
     if model.num_reg_images() < MIN_REGISTERED:
         raise IsrfError(f"only {model.num_reg_images()} of {len(names)} photos could be "
                         "placed; the photos do not overlap enough")
+    camera = next(iter(model.cameras.values()))
     report = PoseReport(
         photos=len(names), registered=model.num_reg_images(), points=model.num_points3D(),
         reprojection_error_px=float(model.compute_mean_reprojection_error()),
         seconds={k: round(v, 1) for k, v in seconds.items()},
         layout=camera_layout(np.stack([_camera_to_world(model.image(i))
                                        for i in model.reg_image_ids()])),
+        long_side=max(camera.width, camera.height),
         failed=_why_not_registered(pycolmap, database, model, names))
     _write_transforms(model, folder / "transforms.json", report)
     write_json(folder / "pose_report.json", asdict(report))
@@ -373,9 +380,32 @@ def _write_transforms(model, path: Path, report: PoseReport) -> None:
     write_json(path, {
         "camera_model": camera.model_name, "w": camera.width, "h": camera.height,
         **camera_keys(camera.model_name, [float(v) for v in camera.params]),
-        "aabb": box.tolist(), "colmap_to_scene": to_scene.tolist(),
+        "aabb": box.tolist(), "depth_range": _depth_range(model, ids, to_scene),
+        "colmap_to_scene": to_scene.tolist(),
         "camera_layout": report.layout, "registered": report.registered,
         "photos": report.photos, "frames": frames})
+
+
+def _depth_range(model, ids: list[int], to_scene: np.ndarray) -> list[float]:
+    """[near, far] depth of the sparse points in the scene frame's units: per photo the
+    1st and 99th percentiles of the depths of the points it sees (LLFF's poses_bounds
+    takes 0.1 and 99.9), then the least and the largest over photos. NDC needs `near`."""
+    seen: dict[int, list] = {i: [] for i in ids}
+    for point in model.points3D.values():
+        for element in point.track.elements:
+            if element.image_id in seen:
+                seen[element.image_id].append(point.xyz)
+    nears, fars = [], []
+    for i, xyz in seen.items():
+        if not xyz:
+            continue
+        world_to_camera = model.image(i).cam_from_world().matrix()          # [3, 4]
+        depths = (np.array(xyz) @ world_to_camera[:, :3].T + world_to_camera[:, 3])[:, 2]
+        low, high = np.percentile(depths[depths > 0], DEPTH_PERCENTILES)
+        nears.append(low)
+        fars.append(high)
+    scale = float(np.linalg.norm(to_scene[:3, 0]))
+    return [min(nears) * scale, max(fars) * scale]
 
 
 def _reliable_points(model) -> np.ndarray:

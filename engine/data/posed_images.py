@@ -38,7 +38,10 @@ class PosedImages:
     """The image files read, in the same order (absolute paths)."""
     to_scene: torch.Tensor = field(default_factory=lambda: torch.eye(4))
     """[4, 4] similarity transform from the capture's original world coordinates to the
-    normalised coordinates the cameras are expressed in (identity for transforms.json)."""
+    normalised coordinates the cameras are expressed in (identity for bounded transforms.json)."""
+    model_note: str = ""
+    """Why the space and background were chosen, when they came from the scene's camera
+    layout (`engine.data.choose_model`); printed in the summary."""
 
     @property
     def height(self) -> int:
@@ -54,7 +57,8 @@ class PosedImages:
 
     def summary(self) -> str:
         return (f"{self.source}: {len(self.names)} images {self.width}x{self.height}, "
-                f"{len(self.train_ids)} train / {len(self.test_ids)} test, space={self.space}")
+                f"{len(self.train_ids)} train / {len(self.test_ids)} test, space={self.space}"
+                + (f"; {self.model_note}" if self.model_note else ""))
 
 
 def holdout_split(count: int, test_every: int) -> tuple[list[int], list[int]]:

@@ -1,4 +1,4 @@
-"""NeRF / instant-ngp `transforms.json` scenes (bounded).
+"""NeRF / instant-ngp `transforms.json` scenes (bounded, or NDC for forward-facing captures).
 
 Accepted layouts: one `transforms.json` (every `test_every`-th frame is held out), or
 NeRF-synthetic's `transforms_train.json` + `transforms_test.json` (the given split; a
@@ -30,6 +30,7 @@ from engine.data.cameras import OPENGL_TO_OPENCV, Cameras
 from engine.data.downscale import downscaled_files
 from engine.data.frames import focus_point
 from engine.data.images import BACKGROUNDS, IMAGE_SUFFIXES, read_images, upright_size
+from engine.data.llff import forward_facing_frame, moved_poses
 from engine.data.posed_images import PosedImages, holdout_split
 from engine.errors import IsrfError
 
@@ -159,10 +160,21 @@ def _box_from_cameras(c2w_gl: np.ndarray) -> np.ndarray:
     return np.stack([focus - half, focus + half])
 
 
+def capture_layout(path: Path) -> str | None:
+    """The `camera_layout` ("360" or "forward-facing") that `isrf pose` wrote into the
+    scene's transforms.json; None for scenes from elsewhere."""
+    layout = _read_json(find_transforms(Path(path))[0][0]).get("camera_layout")
+    if layout not in (None, "360", "forward-facing"):
+        raise IsrfError(f"{path}: camera_layout must be '360' or 'forward-facing', got {layout!r}")
+    return layout
+
+
 def load_transforms(path: Path, test_every: int, background: str = "white",
-                    downscale: int = 1) -> PosedImages:
+                    downscale: int = 1, ndc: bool = False) -> PosedImages:
     """downscale: read 1 / downscale copies of the photos (engine/data/downscale.py);
-    intrinsics given for the full-size photos are scaled to the copies read."""
+    intrinsics given for the full-size photos are scaled to the copies read.
+    ndc: a forward-facing capture, moved into the frame NDC expects (as LLFF's) and
+    trained in NDC; needs `depth_range` (isrf pose writes it)."""
     path = Path(path)
     files, poses, split = [], [], []
     camera_sources = []  # (frame, file metadata, json path, frame index) per kept frame
@@ -201,6 +213,15 @@ def load_transforms(path: Path, test_every: int, background: str = "white",
         train_ids = [i for i, s in enumerate(split) if s == "train"]
         test_ids = [i for i, s in enumerate(split) if s == "test"]
     meta, json_path = meta_first
+    if ndc:
+        to_scene = forward_facing_frame(c2w_gl, _near_depth(meta, json_path))
+        c2w_gl = moved_poses(to_scene, c2w_gl)
+        fx, fy = cams[0][0][:2]
+        space = {"space": "ndc", "near": 1.0, "ndc_intrinsics": (fx, fy, float(width), float(height)),
+                 "to_scene": torch.from_numpy(to_scene).float()}
+    else:
+        space = {"space": "bounded",
+                 "bbox": torch.from_numpy(_scene_box(meta, c2w_gl, json_path)).float()}
     return PosedImages(
         images=torch.from_numpy(images),
         cameras=Cameras(
@@ -209,7 +230,19 @@ def load_transforms(path: Path, test_every: int, background: str = "white",
             distortion=torch.tensor([c[1] for c in cams], dtype=torch.float32),
             width=width, height=height),
         names=[f.name for f in files], files=[f.resolve() for f in files],
-        train_ids=train_ids, test_ids=test_ids,
-        space="bounded", background=BACKGROUNDS[background],
-        bbox=torch.from_numpy(_scene_box(meta, c2w_gl, json_path)).float(),
-        source=path)
+        train_ids=train_ids, test_ids=test_ids, background=BACKGROUNDS[background],
+        source=path, **space)
+
+
+def _near_depth(meta: dict, path: Path) -> float:
+    """The nearest scene depth seen by the cameras (`depth_range`: [near, far], world units)."""
+    try:
+        near, far = (float(v) for v in meta["depth_range"])
+    except KeyError:
+        raise IsrfError(f"{path}: a forward-facing scene is trained in NDC, which needs "
+                        "depth_range [near, far] (isrf pose writes it)") from None
+    except (TypeError, ValueError):
+        near = far = math.nan
+    if not 0 < near < far < math.inf:
+        raise IsrfError(f"{path}: depth_range must be two numbers 0 < near < far")
+    return near

@@ -83,6 +83,10 @@ def test_the_posed_scene_is_upright_and_its_box_holds_the_objects(capture, posed
     low, high = scene.bbox.numpy()
     assert (moved > low - 0.02).all() and (moved < high + 0.02).all()
     assert (high - low).max() == pytest.approx(2.0)  # the longest side
+    # depth_range (for NDC) spans the objects' depths in every true camera, in scene units.
+    near, far = json.loads((posed / "transforms.json").read_text())["depth_range"]
+    depths = np.concatenate([(corners - true[n][:3, 3]) @ -true[n][:3, 2] for n in names])
+    assert 0 < near <= scale * depths.min() and scale * depths.max() <= far
 
 
 def test_pose_from_a_video(capture, tmp_path):
