@@ -46,10 +46,18 @@ def sky_colour(dirs: np.ndarray) -> np.ndarray:
                              0.6 + 0.35 * dirs[..., 2]], -1), 0, 1)
 
 
-def pixel_rays(c2w_gl: np.ndarray, focal: float, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Origin [3] and unit directions [H, W, 3] through the pixel centres of a square image."""
+def pixel_rays(c2w_gl: np.ndarray, focal: float, size: int, k1: float = 0.0
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Origin [3] and unit directions [H, W, 3] through the pixel centres of a square image.
+    k1: a lens's radial distortion (OpenCV's, x_d = x (1 + k1 r^2)): each pixel's ray is
+    the undistorted one, found by fixed-point iteration."""
     j, i = np.mgrid[0:size, 0:size] + 0.5
-    dirs = np.stack([(i - size / 2) / focal, -(j - size / 2) / focal, -np.ones_like(i)], -1)
+    xd, yd = (i - size / 2) / focal, (j - size / 2) / focal   # OpenCV: y down
+    x, y = xd, yd
+    for _ in range(30):
+        radial = 1 + k1 * (x * x + y * y)
+        x, y = xd / radial, yd / radial
+    dirs = np.stack([x, -y, -np.ones_like(i)], -1)            # OpenGL camera
     dirs = dirs @ c2w_gl[:3, :3].T
     dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
     origin = c2w_gl[:3, 3]
@@ -116,7 +124,7 @@ def make_sphere_scene(root: Path, views: int = 24, size: int = 48, radius: float
         Image.fromarray(ids, "L").save(root / "masks" / name)
         frames.append({"file_path": f"images/{name}", "transform_matrix": c2w.tolist(),
                        "mask_path": f"masks/{name}"})
-    meta = {"camera_angle_x": math.radians(fov_deg), "w": size, "h": size,
+    meta = {"camera_angle_x": math.radians(fov_deg), "w": size, "h": size, "k1": k1,
             "aabb": [[-1.0, -1.0, -0.6], [1.0, 1.0, 0.6]], "frames": frames}
     (root / "transforms.json").write_text(json.dumps(meta, indent=1))
     return root
@@ -168,9 +176,10 @@ def solid_texture(points: np.ndarray) -> np.ndarray:
     return np.clip(np.stack(channels, -1) / 1.83, 0, 1)
 
 
-def trace_textured(c2w_gl: np.ndarray, focal: float, size: int) -> np.ndarray:
-    """Opaque RGB float [H, W, 3] of the textured scene, a plain sky behind."""
-    origin, dirs = pixel_rays(c2w_gl, focal, size)
+def trace_textured(c2w_gl: np.ndarray, focal: float, size: int, k1: float = 0.0) -> np.ndarray:
+    """Opaque RGB float [H, W, 3] of the textured scene, a plain sky behind (k1: through a
+    lens with that radial distortion)."""
+    origin, dirs = pixel_rays(c2w_gl, focal, size, k1)
     best = np.full((size, size), np.inf)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = -origin[2] / dirs[..., 2]
@@ -190,9 +199,9 @@ def trace_textured(c2w_gl: np.ndarray, focal: float, size: int) -> np.ndarray:
 
 
 def make_textured_scene(root: Path, views: int = 20, size: int = 160, radius: float = 3.6,
-                        fov_deg: float = 50.0) -> Path:
+                        fov_deg: float = 50.0, k1: float = 0.0) -> Path:
     """Write transforms.json + images/ of the textured scene from cameras on a ring
-    around it (a 360 capture); returns `root`."""
+    around it (a 360 capture), through a lens of radial distortion k1; returns `root`."""
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     focal = 0.5 * size / math.tan(math.radians(fov_deg) / 2)
@@ -204,10 +213,10 @@ def make_textured_scene(root: Path, views: int = 20, size: int = 160, radius: fl
                                  math.cos(elevation) * math.sin(azimuth), math.sin(elevation)])
         c2w = look_at_gl(eye, target=np.array([0.0, 0.0, 0.3]))
         name = f"v_{k:03d}.png"
-        Image.fromarray(np.round(trace_textured(c2w, focal, size) * 255).astype(np.uint8)).save(
+        Image.fromarray(np.round(trace_textured(c2w, focal, size, k1) * 255).astype(np.uint8)).save(
             root / "images" / name)
         frames.append({"file_path": f"images/{name}", "transform_matrix": c2w.tolist()})
-    meta = {"camera_angle_x": math.radians(fov_deg), "w": size, "h": size,
+    meta = {"camera_angle_x": math.radians(fov_deg), "w": size, "h": size, "k1": k1,
             "aabb": [[-FLOOR_HALF, -FLOOR_HALF, -0.1], [FLOOR_HALF, FLOOR_HALF, 1.3]],
             "frames": frames}
     (root / "transforms.json").write_text(json.dumps(meta, indent=1))
