@@ -17,6 +17,7 @@ from three sides, scripts/render_meshes.py).
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,9 @@ def parse_args() -> argparse.Namespace:
     source.add_argument("--strokes", type=Path, help="a strokes file (no true masks: pictures only)")
     parser.add_argument("--mesh", action="append", default=[],
                         help="an object to mesh and picture (repeat; default: every object)")
+    parser.add_argument("--test-metrics", type=Path, default=None,
+                        help="the checkpoint's test views' metrics.json, when already rendered "
+                             "(scripts/bench_train.py writes one); default: render them")
     parser.add_argument("--view", type=int, default=None, help="the pictured view (default: the first test view)")
     parser.add_argument("--results", type=Path, default=REPO / "bench_results")
     parser.add_argument("--pictures", type=Path, default=REPO / "docs" / "images")
@@ -113,8 +117,10 @@ def main() -> None:
     from engine.scene import Scene
 
     scene = Scene.from_checkpoint(args.checkpoint)
-    with tempfile.TemporaryDirectory(prefix="bench_capture_") as folder:
-        test = scene.render_views("test", folder)
+    test = json.loads(args.test_metrics.read_text()) if args.test_metrics else None
+    if test is None or test["step"] != scene.step or test["views"] != "test":
+        with tempfile.TemporaryDirectory(prefix="bench_capture_") as folder:
+            test = scene.render_views("test", folder)
     objects = segment(scene, args)
     names = args.mesh or [o["name"] for o in objects]
     view = scene.data.test_ids[0] if args.view is None else args.view

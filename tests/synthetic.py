@@ -124,7 +124,7 @@ def make_sphere_scene(root: Path, views: int = 24, size: int = 48, radius: float
         Image.fromarray(ids, "L").save(root / "masks" / name)
         frames.append({"file_path": f"images/{name}", "transform_matrix": c2w.tolist(),
                        "mask_path": f"masks/{name}"})
-    meta = {"camera_angle_x": math.radians(fov_deg), "w": size, "h": size, "k1": k1,
+    meta = {"camera_angle_x": math.radians(fov_deg), "w": size, "h": size,
             "aabb": [[-1.0, -1.0, -0.6], [1.0, 1.0, 0.6]], "frames": frames}
     (root / "transforms.json").write_text(json.dumps(meta, indent=1))
     return root

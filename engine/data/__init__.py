@@ -75,7 +75,7 @@ def load_scene(config: DataConfig) -> PosedImages:
     scene.model_note = model.note
     if config.bbox is not None:
         if scene.space != "bounded":
-            raise IsrfError(f"data.bbox applies to bounded scenes only, not {kind}")
+            raise IsrfError(f"data.bbox applies to bounded scenes only, not {scene.space}")
         box = torch.tensor(config.bbox, dtype=torch.float32)
         if box.shape != (2, 3) or (box[1] <= box[0]).any():
             raise IsrfError("data.bbox must be [[xmin,ymin,zmin],[xmax,ymax,zmax]] with min < max")

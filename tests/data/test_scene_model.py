@@ -98,3 +98,8 @@ def test_isrf_pose_prints_the_preset_of_the_layout_and_a_downscale_to_about_1000
     assert phone.endswith("--set train.out_dir='runs/my table' --set data.downscale=4")
     small = train_command(Path("scenes/wall"), "forward-facing", 800)
     assert "--config capture_forward" in small and "downscale" not in small
+
+
+def test_a_scene_box_is_refused_outside_a_bounded_space(forward):
+    with pytest.raises(IsrfError, match="bounded scenes only, not ndc"):
+        load_scene(DataConfig(path=str(forward), bbox=[[-1, -1, -1], [1, 1, 1]]))
