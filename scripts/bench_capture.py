@@ -60,8 +60,9 @@ def segment(scene, args) -> list[dict]:
 
         spec = load_benchmark(args.benchmark)
         results = run_benchmark(scene, spec, args.benchmark.resolve().parent / spec.scene)
-        return [{"name": o["name"], "iou": round(o["iou"], 1), "iou_2d": round(o["iou_2d"], 1),
-                 "strokes": len(o["stroke_seconds"])} for o in results["objects"]]
+        return [{"name": o["name"], "iou": round(100 * o["iou"], 1),
+                 "iou_2d": round(100 * o["iou_2d"], 1), "strokes": len(o["stroke_seconds"])}
+                for o in results["objects"]]
     from engine.segment.strokes import load_strokes_file
 
     rows = []
@@ -102,13 +103,16 @@ def meshes_picture(scene, names: list[str], out: Path) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| case | test PSNR | objects (3D IoU / photo-assisted 2D) | meshes (faces) |",
-             "|---|---|---|---|"]
+    lines = ["| case | test PSNR | mean IoU 3D / 2D | objects (3D IoU / photo-assisted 2D) | meshes (faces) |",
+             "|---|---|---|---|---|"]
     for r in rows:
+        scored = [o for o in r["objects"] if "iou" in o]
+        means = (f"{np.mean([o['iou'] for o in scored]):.1f} / {np.mean([o['iou_2d'] for o in scored]):.1f}"
+                 if scored else "no true masks")
         objects = ", ".join(f"{o['name']} {o['iou']:.1f} / {o['iou_2d']:.1f}" if "iou" in o
                             else o["name"] for o in r["objects"])
         meshes = ", ".join(f"{m['name']} ({m['faces']})" for m in r["meshes"])
-        lines.append(f"| {r['case']} | {r['test_psnr']:.2f} dB | {objects} | {meshes} |")
+        lines.append(f"| {r['case']} | {r['test_psnr']:.2f} dB | {means} | {objects} | {meshes} |")
     return "\n".join(lines) + "\n"
 
 

@@ -25,8 +25,8 @@ Decisions:
   (`frames.upright_rotation`), centred on the scene box and scaled so that the box's
   longest side is 2. The box holds the sparse points seen by 3 photos or more inside the
   sphere around the point the cameras look at that reaches the mean camera (the object
-  and what it stands on, not a room's walls), their 1st to 99th percentiles, padded by
-  5% a side.
+  and what it stands on, not a room's walls), their 1st to 99th percentiles (to the
+  99.9th upwards: objects' tops hold few points), padded by 5% of the longest side.
 - The largest reconstruction is kept; photos outside it are reported with their number
   of features and their best verified match count, which says why they failed. COLMAP's
   threads make mapping vary from run to run (the room scene once split into a model of
@@ -60,7 +60,9 @@ MIN_PHOTOS = 3
 MIN_REGISTERED = 3
 BOX_PERCENTILES = (1.0, 99.0)
 DEPTH_PERCENTILES = (1.0, 99.0)
+TOP_PERCENTILE = 99.9
 BOX_PADDING = 0.05
+"""Of the box's longest side, on every side."""
 MIN_TRACK = 3
 EXHAUSTIVE_LIMIT = 200
 FORWARD_FACING = 0.9
@@ -455,7 +457,10 @@ def _scene_frame(c2w: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.nd
     rotation[:3, :3] = upright_rotation(c2w)
     turned = _inside_view_sphere(c2w, points) @ rotation[:3, :3].T
     low, high = np.percentile(turned, BOX_PERCENTILES, axis=0)
-    padded = (high - low) * (1 + 2 * BOX_PADDING)
+    # Objects' tops hold few points (the floor and the table most): up to the highest
+    # points, or the top percent is cut off them (the room's bottle lost its top).
+    high[2] = np.percentile(turned[:, 2], TOP_PERCENTILE)
+    padded = (high - low) + 2 * BOX_PADDING * (high - low).max()
     scale = 2.0 / max(float(padded.max()), 1e-9)
     centring = np.eye(4)
     centring[:3, 3] = -(low + high) / 2
