@@ -51,6 +51,17 @@ def _errors(estimated: dict, true: dict) -> tuple[np.ndarray, np.ndarray]:
     return camera_errors(np.stack([estimated[n] for n in names]), np.stack([true[n] for n in names]))
 
 
+def _corners_in_scene(true: dict, estimated: dict) -> tuple[np.ndarray, float, np.ndarray]:
+    """The objects' box corners [K, 3] in the true frame, the true -> scene scale, and the
+    corners moved into the posed scene's frame by the cameras' best similarity."""
+    names = sorted(true)
+    scale, rotation, shift = similarity_alignment(np.stack([true[n][:3, 3] for n in names]),
+                                                  np.stack([estimated[n][:3, 3] for n in names]))
+    corners = np.array([[box[i][0], box[j][1], box[k][2]] for box in BOXES
+                        for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    return corners, scale, scale * corners @ rotation.T + shift
+
+
 def test_pose_recovers_the_true_cameras(capture, posed):
     estimated, true = _poses(posed), _poses(capture)
     assert sorted(estimated) == sorted(true)  # every photo registered
@@ -76,11 +87,7 @@ def test_the_posed_scene_is_upright_and_its_box_holds_the_objects(capture, posed
     # The objects' corners, moved into the scene frame, lie inside the box.
     colmap_to_scene = np.asarray(json.loads((posed / "transforms.json").read_text())["colmap_to_scene"])
     assert np.linalg.det(colmap_to_scene[:3, :3]) > 0
-    scale, rotation, shift = similarity_alignment(np.stack([true[n][:3, 3] for n in names]),
-                                                  np.stack([estimated[n][:3, 3] for n in names]))
-    corners = np.array([[box[i][0], box[j][1], box[k][2]] for box in BOXES
-                        for i in (0, 1) for j in (0, 1) for k in (0, 1)])
-    moved = scale * corners @ rotation.T + shift
+    corners, scale, moved = _corners_in_scene(true, estimated)
     low, high = scene.bbox.numpy()
     assert (moved > low - 0.02).all() and (moved < high + 0.02).all()
     assert (high - low).max() == pytest.approx(2.0)  # the longest side
@@ -104,12 +111,8 @@ def test_pose_recovers_lens_distortion_and_the_loader_undoes_it(tmp_path):
     # The loaded cameras project the objects' corners to the pixels the distorted photos
     # show them at. Measured: 0.75 px at most; with k1 ignored 3.7 px.
     scene = load_scene(DataConfig(path=str(out)))
-    names = sorted(true)
-    scale, rotation, shift = similarity_alignment(np.stack([true[n][:3, 3] for n in names]),
-                                                  np.stack([estimated[n][:3, 3] for n in names]))
-    corners = np.array([[box[i][0], box[j][1], box[k][2]] for box in BOXES
-                        for i in (0, 1) for j in (0, 1) for k in (0, 1)])
-    in_scene = torch.from_numpy(scale * corners @ rotation.T + shift).float()
+    corners, _, moved = _corners_in_scene(true, estimated)
+    in_scene = torch.from_numpy(moved).float()
     angle_x = json.loads((capture / "transforms.json").read_text())["camera_angle_x"]
     focal = 0.5 * 240 / np.tan(0.5 * angle_x)
     worst = {"loaded": 0.0, "k1 ignored": 0.0}
@@ -120,12 +123,11 @@ def test_pose_recovers_lens_distortion_and_the_loader_undoes_it(tmp_path):
         radial = 1 + true_k1 * (x * x + y * y)
         true_pixels = np.stack([x * radial, y * radial], -1) * focal + 120
         inside = ((true_pixels > 0) & (true_pixels < 240)).all(1)
-        for case in worst:
-            if case == "k1 ignored":
-                scene.cameras.distortion[view] = 0
-            pixels, _ = scene.cameras.project(view, in_scene)
-            error = float(np.abs(pixels.numpy() - true_pixels)[inside].max())
-            worst[case] = max(worst[case], error)
+        loaded, _ = scene.cameras.project(view, in_scene)
+        scene.cameras.distortion[view] = 0
+        ignored, _ = scene.cameras.project(view, in_scene)
+        for case, pixels in (("loaded", loaded), ("k1 ignored", ignored)):
+            worst[case] = max(worst[case], float(np.abs(pixels.numpy() - true_pixels)[inside].max()))
     assert worst["loaded"] < 1.0 and worst["k1 ignored"] > 2.0
 
 
